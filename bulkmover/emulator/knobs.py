@@ -1,0 +1,92 @@
+"""Realism knobs: one pydantic model per emulator, exposed as flags and as a profile file.
+
+A knob ``page_latency`` is the flag ``--page-latency`` and the profile key ``page_latency`` (or
+``page-latency``). A profile is YAML; the launcher's profile may hold a ``gcs:`` and a
+``healthcare:`` section, a single server's profile may be flat. Flags given on the command line
+win over the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bulkmover.errors import EmulatorError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """The argparse ``type`` for a field annotation (unwrapping ``X | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _scalar_type(args[0])
+    if origin is typing.Literal:
+        return str
+    return annotation if annotation in (int, float, str) else str
+
+
+def add_knob_flags(parser: argparse.ArgumentParser, model: type[BaseModel], title: str) -> None:
+    """Add one flag per field of ``model``; defaults stay None so the profile can fill them."""
+    group = parser.add_argument_group(title)
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": info.description or ""}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _scalar_type(annotation)
+            kwargs["metavar"] = name.upper()
+        if info.default is not None and kwargs["help"]:
+            kwargs["help"] += f" (default: {info.default})"
+        group.add_argument(flag_name(name), **kwargs)
+
+
+def load_profile(path: Path | None, section: str | None = None) -> dict[str, Any]:
+    """Read a YAML profile; with ``section``, take that sub-mapping when present."""
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise EmulatorError(f"cannot read profile {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise EmulatorError(f"profile {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise EmulatorError(f"profile {path} must be a mapping of knob names to values")
+    if section is not None and isinstance(data.get(section), dict):
+        data = data[section]
+    elif section is not None and ("gcs" in data or "healthcare" in data):
+        data = {}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_knobs(
+    model: type[M], args: argparse.Namespace, profile: dict[str, Any], source: str
+) -> M:
+    """Profile values, overridden by flags given on the command line, validated by ``model``."""
+    values = {k: v for k, v in profile.items()}
+    for name in model.model_fields:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "?"
+        raise EmulatorError(
+            f"bad realism knob {flag_name(where)} ({source}): {err['msg']}; "
+            f"see --help for the allowed values"
+        ) from None

@@ -1,0 +1,63 @@
+"""Run one aiohttp application in the foreground, announce its endpoint, stop on SIGINT/SIGTERM.
+
+Every emulator process prints exactly one ready line to stdout once its socket is bound::
+
+    READY <name> http://127.0.0.1:<port>
+
+so that launchers and test fixtures can start it on port 0 and learn the real port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+READY_PREFIX = "READY"
+
+
+async def serve(
+    app: web.Application,
+    *,
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM; cleanup hooks of the app run before returning."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    server = site._server
+    assert server is not None and hasattr(server, "sockets")
+    bound_port = server.sockets[0].getsockname()[1]
+    url = f"http://{host}:{bound_port}"
+    print(f"{READY_PREFIX} {name} {url}", flush=True)
+    if on_ready is not None:
+        await on_ready(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def parse_ready_line(line: str) -> tuple[str, str] | None:
+    """Return (name, url) when ``line`` is a ready line, else None."""
+    parts = line.strip().split()
+    if len(parts) == 3 and parts[0] == READY_PREFIX:
+        return parts[1], parts[2]
+    return None
+
+
+def die(message: str, code: int = 2) -> None:
+    """Print a one-line error for a server that cannot start, and exit."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
