@@ -22,8 +22,22 @@ from bulkmover.errors import EmulatorError
 M = TypeVar("M", bound=BaseModel)
 
 
-def flag_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
+def flag_name(field: str, prefix: str = "") -> str:
+    return "--" + prefix + field.replace("_", "-")
+
+
+def knob_flags(knobs: BaseModel) -> list[str]:
+    """The command-line flags that reproduce every non-default value of ``knobs``."""
+    argv: list[str] = []
+    for name, info in type(knobs).model_fields.items():
+        value = getattr(knobs, name)
+        if value == info.default:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag_name(name) if value else "--no-" + name.replace("_", "-"))
+        elif value is not None:
+            argv += [flag_name(name), str(value)]
+    return argv
 
 
 def _scalar_type(annotation: Any) -> Any:
@@ -37,12 +51,18 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation if annotation in (int, float, str) else str
 
 
-def add_knob_flags(parser: argparse.ArgumentParser, model: type[BaseModel], title: str) -> None:
-    """Add one flag per field of ``model``; defaults stay None so the profile can fill them."""
+def add_knob_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], title: str, prefix: str = ""
+) -> None:
+    """Add one flag per field of ``model``; defaults stay None so the profile can fill them.
+
+    With ``prefix`` (e.g. ``"gcs-"``) the flags are ``--gcs-<name>`` and land in ``gcs_<name>``.
+    """
     group = parser.add_argument_group(title)
     for name, info in model.model_fields.items():
         annotation = info.annotation
-        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": info.description or ""}
+        dest = prefix.replace("-", "_") + name
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": info.description or ""}
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -50,7 +70,7 @@ def add_knob_flags(parser: argparse.ArgumentParser, model: type[BaseModel], titl
             kwargs["metavar"] = name.upper()
         if info.default is not None and kwargs["help"]:
             kwargs["help"] += f" (default: {info.default})"
-        group.add_argument(flag_name(name), **kwargs)
+        group.add_argument(flag_name(name, prefix), **kwargs)
 
 
 def load_profile(path: Path | None, section: str | None = None) -> dict[str, Any]:
@@ -73,12 +93,22 @@ def load_profile(path: Path | None, section: str | None = None) -> dict[str, Any
 
 
 def build_knobs(
-    model: type[M], args: argparse.Namespace, profile: dict[str, Any], source: str
+    model: type[M],
+    args: argparse.Namespace,
+    profile: dict[str, Any],
+    source: str,
+    prefix: str = "",
 ) -> M:
     """Profile values, overridden by flags given on the command line, validated by ``model``."""
-    values = {k: v for k, v in profile.items()}
+    unknown = sorted(set(profile) - set(model.model_fields))
+    if unknown:
+        known = ", ".join(model.model_fields)
+        raise EmulatorError(
+            f"unknown realism knob {unknown[0]!r} in {source}; known knobs: {known}"
+        )
+    values = dict(profile)
     for name in model.model_fields:
-        value = getattr(args, name, None)
+        value = getattr(args, prefix.replace("-", "_") + name, None)
         if value is not None:
             values[name] = value
     try:
@@ -87,6 +117,6 @@ def build_knobs(
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "?"
         raise EmulatorError(
-            f"bad realism knob {flag_name(where)} ({source}): {err['msg']}; "
+            f"bad realism knob {flag_name(where, prefix)} ({source}): {err['msg']}; "
             f"see --help for the allowed values"
         ) from None
