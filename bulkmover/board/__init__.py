@@ -1,0 +1,1 @@
+"""The progress board: a read-only view of counters the engine (or the state file) keeps."""

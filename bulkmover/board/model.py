@@ -1,0 +1,61 @@
+"""What the board shows, as plain data: built by the executor live, or from the state file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Totals:
+    shards: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    success: int = 0
+    failure: int = 0
+    expected: int = 0
+    bytes_expected: int = 0
+    bytes_done: int = 0
+
+    @property
+    def processed(self) -> int:
+        return self.success + self.failure
+
+
+@dataclass(frozen=True)
+class InFlight:
+    shard_id: int
+    uri: str
+    operation: str | None
+    age_seconds: float
+    success: int
+    failure: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One frame of the board."""
+
+    totals: Totals
+    in_flight: list[InFlight] = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    throughput: float = 0.0  # instances per second over a recent window
+    concurrency: int | None = None
+    concurrency_max: int | None = None
+    rate_per_minute: float | None = None
+    rate_max: float | None = None
+    limit_changes: list[str] = field(default_factory=list)
+    throttled: int = 0  # 429 answers seen
+    last_errors: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def eta_seconds(self) -> float | None:
+        remaining = max(self.totals.expected - self.totals.processed, 0)
+        if remaining == 0:
+            return 0.0
+        if self.throughput <= 0:
+            return None
+        return remaining / self.throughput

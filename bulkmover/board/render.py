@@ -1,0 +1,121 @@
+"""Render a Snapshot: a rich renderable for terminals, one structured log line otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from bulkmover.board.model import Snapshot
+
+MAX_ROWS = 12
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
+    t = snap.totals
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row(
+        "shards",
+        f"{t.done:,} done  [red]{t.failed:,} failed[/]  [cyan]{t.running:,} running[/]  "
+        f"{t.pending:,} pending  / {t.shards:,}",
+    )
+    head.add_row(
+        "instances",
+        f"[green]{t.success:,} ok[/]  [red]{t.failure:,} failed[/]  / {t.expected:,} expected"
+        f"   ({human_bytes(t.bytes_done)} of {human_bytes(t.bytes_expected)})",
+    )
+    head.add_row(
+        "throughput",
+        f"{snap.throughput:,.1f} instances/s   elapsed {human_duration(snap.elapsed_seconds)}"
+        f"   ETA {human_duration(snap.eta_seconds)}",
+    )
+    limits = []
+    if snap.concurrency is not None:
+        limits.append(f"in flight <= {snap.concurrency} (max {snap.concurrency_max})")
+    if snap.rate_per_minute is not None:
+        limits.append(f"{snap.rate_per_minute:,.0f}/min (max {snap.rate_max or 0:,.0f})")
+    limits.append(f"429s: {snap.throttled:,}")
+    head.add_row("limits", "   ".join(limits))
+    pct = 100.0 * t.processed / t.expected if t.expected else 0.0
+    bar = ProgressBar(total=max(t.expected, 1), completed=min(t.processed, max(t.expected, 1)))
+    progress = Table.grid(padding=(0, 2))
+    progress.add_column(style="bold")
+    progress.add_column(ratio=1)
+    progress.add_column(justify="right")
+    progress.add_row("progress", bar, f"{pct:5.1f}%")
+
+    parts: list[RenderableType] = [head, progress]
+    if snap.in_flight:
+        ops = Table(title="operations in flight", expand=True, title_justify="left")
+        ops.add_column("shard", justify="right")
+        ops.add_column("uri", overflow="ellipsis", no_wrap=True, ratio=3)
+        ops.add_column("operation", overflow="ellipsis", no_wrap=True, ratio=1)
+        ops.add_column("age", justify="right")
+        ops.add_column("progress", justify="right")
+        for op in sorted(snap.in_flight, key=lambda o: -o.age_seconds)[:MAX_ROWS]:
+            done = op.success + op.failure
+            ops.add_row(
+                str(op.shard_id),
+                op.uri,
+                (op.operation or "starting").rsplit("/", 1)[-1],
+                human_duration(op.age_seconds),
+                f"{done:,}/{op.expected:,}" + (f" [red]({op.failure} failed)[/]" if op.failure else ""),
+            )
+        if len(snap.in_flight) > MAX_ROWS:
+            ops.caption = f"... and {len(snap.in_flight) - MAX_ROWS} more"
+        parts.append(ops)
+    if snap.limit_changes:
+        parts.append(Text("limit changes: " + " | ".join(snap.limit_changes[-3:]), style="yellow"))
+    if snap.last_errors:
+        parts.append(Text("last errors:", style="bold red"))
+        for err in snap.last_errors[-5:]:
+            parts.append(Text("  " + err, style="red", overflow="ellipsis", no_wrap=True))
+    return Panel(Group(*parts), title=title, border_style="green" if snap.finished else "blue")
+
+
+def log_fields(snap: Snapshot) -> dict[str, Any]:
+    """The board as one flat record, for periodic log lines when there is no terminal."""
+    t = snap.totals
+    return {
+        "shards": t.shards,
+        "done": t.done,
+        "failed": t.failed,
+        "running": t.running,
+        "pending": t.pending,
+        "success": t.success,
+        "failure": t.failure,
+        "expected": t.expected,
+        "throughput": round(snap.throughput, 2),
+        "eta_s": None if snap.eta_seconds is None else round(snap.eta_seconds),
+        "concurrency": snap.concurrency,
+        "rate_per_minute": snap.rate_per_minute,
+        "throttled": snap.throttled,
+    }
