@@ -1,0 +1,80 @@
+"""Realism knobs of the Healthcare API emulator: speed, quotas, log truncation, faults, auth.
+
+Defaults are realistic in shape but fast: no pacing, generous quotas, no faults. Each field is a
+flag (``--operation-speed``) and a profile key (``operation_speed``), see
+:mod:`bulkmover.emulator.knobs`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HealthcareRealism(BaseModel):
+    """How the emulated Healthcare API paces, limits and breaks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation_speed: float = Field(
+        0.0,
+        ge=0,
+        description="instances per second processed by one import/export operation; 0 = unlimited",
+    )
+    store_throughput: float = Field(
+        0.0,
+        ge=0,
+        description="instances per second per DICOM store, shared by all its running operations "
+        "(so more concurrent operations stop paying); 0 = unlimited",
+    )
+    max_running_operations: int = Field(
+        100,
+        ge=1,
+        description="import/export operations running at once per project; one more gets "
+        "429 RESOURCE_EXHAUSTED",
+    )
+    requests_per_minute: int = Field(
+        60000,
+        ge=1,
+        description="requests per minute per project and method family (lro_start, operations, "
+        "dicom_ops, dicomweb, logging); beyond: 429 RESOURCE_EXHAUSTED with Retry-After",
+    )
+    log_errors_per_operation: int = Field(
+        1000,
+        ge=0,
+        description="only the first N per-file errors of an operation reach the log; "
+        "the failure counter still counts them all",
+    )
+    duplicates_count_as: Literal["success", "skip"] = Field(
+        "success",
+        description="whether an imported instance that already exists (and is skipped) counts "
+        "in the success counter or in no counter",
+    )
+    fault_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fraction of requests answered 500/503 before any effect, or whose connection "
+        "is reset after the effect took place (the client cannot tell it happened)",
+    )
+    failed_operation_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="fraction of import/export operations that end with an INTERNAL or "
+        "UNAVAILABLE error part way through (what they stored so far stays)",
+    )
+    latency: float = Field(0.0, ge=0, description="seconds added to every request")
+    require_auth: bool = Field(
+        False, description="answer 401 UNAUTHENTICATED without an 'Authorization: Bearer' header"
+    )
+    operation_time: float = Field(
+        0.0,
+        ge=0,
+        description="minimum wall-clock seconds of every import/export operation (a fixed "
+        "operation time for executor benchmarks)",
+    )
+    seed: int | None = Field(
+        None, description="seed of the fault and failure dice and of operation ids; none = random"
+    )
