@@ -1,0 +1,539 @@
+"""``HealthcareClient``: the Healthcare API (DICOM import/export, operations) and Logging over REST.
+
+One shared aiohttp session; credentials from ``bulkmover.healthcare.auth``; every request retried
+with exponential backoff and full jitter on 429/500/502/503/504 and connection errors, honouring
+``Retry-After``; other 4xx raise at once. Failures become one-line ``ApiError``s.
+
+Starting an operation is not idempotent, so import/export POSTs are re-sent only when the failure
+proves no operation started (429, 503, or no connection was made). After a connection lost or a
+timeout once the request was sent, or a 500/502/504 answer, the client raises
+``OutcomeUnknownError`` (retriable, with ``sent_at``): the caller looks for the operation with
+``operations_started_since`` before it resubmits, so a resumed run does not start work twice.
+
+The executor sees every attempt: ``before_request(family)`` is awaited before each one (plug a rate
+limiter in), ``on_response(event)`` is called after each, and ``stats`` counts them per family.
+
+    async with HealthcareClient(endpoint=url, credentials=anonymous()) as client:
+        ref = await client.import_dicom(store, "gs://bucket/study-1/**.dcm")
+        op = await wait_for_operation(client, ref.name)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from bulkmover import __version__
+from bulkmover.errors import ApiError, ConfigError
+from bulkmover.healthcare.auth import AnonymousCredentials, Credentials
+from bulkmover.healthcare.failures import (
+    Call,
+    OutcomeUnknownError,
+    connection_error,
+    error_from_response,
+)
+from bulkmover.healthcare.logging import MAX_PAGE_SIZE, LogEntriesPage
+from bulkmover.healthcare.operations import (
+    Operation,
+    OperationRef,
+    OperationsPage,
+    wait_for_operation,
+)
+from bulkmover.healthcare.resources import DatasetInfo, DatasetPath, DicomStoreInfo, StorePath
+from bulkmover.healthcare.retry import NOT_STARTED_STATUSES, RetryPolicy, parse_retry_after
+from bulkmover.healthcare.stats import ClientStats, Family, RequestEvent
+
+DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
+DEFAULT_LOGGING_ENDPOINT = "https://logging.googleapis.com"
+API_VERSIONS = ("v1", "v1beta1")
+BLOB_STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
+USER_AGENT = f"bulkmover/{__version__}"
+
+# No connection was made: the request certainly did not reach the server.
+_NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+log = structlog.get_logger("bulkmover.healthcare")
+
+
+def _check_endpoint(url: str, what: str) -> str:
+    url = url.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+        raise ConfigError(
+            f"{what} {url!r} is not a base URL; use e.g. https://healthcare.googleapis.com or"
+            " http://127.0.0.1:PORT for the emulator"
+        )
+    return url
+
+
+class HealthcareClient:
+    """Async client for the Healthcare API v1/v1beta1 and Logging v2; use ``async with``.
+
+    ``logging_endpoint`` defaults to Google's Logging API for Google's Healthcare endpoint, and to
+    ``endpoint`` itself otherwise (the emulator serves both on one port).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        logging_endpoint: str | None = None,
+        api_version: Literal["v1", "v1beta1"] | str = "v1",
+        credentials: Credentials | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 60.0,
+        max_connections: int = 64,
+        before_request: Callable[[Family], Awaitable[None]] | None = None,
+        on_response: Callable[[RequestEvent], None] | None = None,
+    ) -> None:
+        if api_version not in API_VERSIONS:
+            raise ConfigError(f"api_version {api_version!r} is not supported; use v1 or v1beta1")
+        self.endpoint = _check_endpoint(endpoint, "endpoint")
+        if logging_endpoint is None:
+            logging_endpoint = (
+                DEFAULT_LOGGING_ENDPOINT if self.endpoint == DEFAULT_ENDPOINT else self.endpoint
+            )
+        self.logging_endpoint = _check_endpoint(logging_endpoint, "logging_endpoint")
+        self.api_version = api_version
+        self.credentials: Credentials = credentials or AnonymousCredentials()
+        self.retry = retry or RetryPolicy()
+        self.stats = ClientStats()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout)
+        self._max_connections = max_connections
+        self._before_request = before_request
+        self._on_response = on_response
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"HealthcareClient(endpoint={self.endpoint!r}, api_version={self.api_version!r},"
+            f" credentials={self.credentials!r})"
+        )
+
+    async def __aenter__(self) -> HealthcareClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT},
+                raise_for_status=False,
+            )
+        return self._session
+
+    def _url(self, name: str, verb: str = "") -> str:
+        return f"{self.endpoint}/{self.api_version}/{name}{verb}"
+
+    # -- import / export -----------------------------------------------------------------------
+
+    async def import_dicom(
+        self, store: StorePath, uri: str, blob_storage_class: str | None = None
+    ) -> OperationRef:
+        """Start ``dicomStores.import`` of ``uri`` (a gs:// wildcard); record the name at once."""
+        body: dict[str, Any] = {"gcsSource": {"uri": uri}}
+        if blob_storage_class is not None:
+            if blob_storage_class not in BLOB_STORAGE_CLASSES:
+                raise ConfigError(
+                    f"blob storage class {blob_storage_class!r} is not one of"
+                    f" {', '.join(BLOB_STORAGE_CLASSES)}"
+                )
+            body["blobStorageSettings"] = {"blobStorageClass": blob_storage_class}
+        call = Call(
+            Family.LRO_START,
+            "dicomStores.import",
+            f"import {uri} into {store}",
+            store.name,
+            "healthcare.dicomStores.import",
+            "roles/healthcare.dicomEditor",
+            starts_operation=True,
+            not_found_hint="check the dataset and store names, or create the store first",
+        )
+        return self._operation_ref(
+            call, await self._send(call, "POST", self._url(store.name, ":import"), body=body)
+        )
+
+    async def export_dicom(
+        self,
+        store: StorePath,
+        uri_prefix: str,
+        mime_type: str | None = None,
+        filter_uri: str | None = None,
+    ) -> OperationRef:
+        """Start ``dicomStores.export`` to ``uri_prefix``; ``filter_uri`` names a filter file."""
+        destination: dict[str, Any] = {"uriPrefix": uri_prefix}
+        if mime_type:
+            destination["mimeType"] = mime_type
+        body: dict[str, Any] = {"gcsDestination": destination}
+        if filter_uri:
+            body["filterConfig"] = {"resourcePathsGcsUri": filter_uri}
+        call = Call(
+            Family.LRO_START,
+            "dicomStores.export",
+            f"export {store} to {uri_prefix}",
+            store.name,
+            "healthcare.dicomStores.export",
+            "roles/healthcare.dicomEditor",
+            starts_operation=True,
+        )
+        return self._operation_ref(
+            call, await self._send(call, "POST", self._url(store.name, ":export"), body=body)
+        )
+
+    @staticmethod
+    def _operation_ref(call: Call, body: dict[str, Any]) -> OperationRef:
+        name = body.get("name")
+        if not isinstance(name, str) or "/operations/" not in name:
+            raise ApiError(
+                f"{call.what}: the answer names no operation; check that the endpoint is the"
+                " Healthcare API",
+                reason="BAD_RESPONSE",
+            )
+        return OperationRef(name)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def get_operation(self, name: str) -> Operation:
+        call = Call(
+            Family.OPERATIONS,
+            "operations.get",
+            f"get operation {name}",
+            name,
+            "healthcare.operations.get",
+            "roles/healthcare.datasetViewer",
+            not_found_hint="it may have expired (kept about 30 days) or belong to another dataset",
+        )
+        return Operation.model_validate(await self._send(call, "GET", self._url(name)))
+
+    async def list_operations(
+        self,
+        dataset: DatasetPath,
+        filter: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> OperationsPage:
+        """One page of the dataset's operations: ``ops, next_token = await ...``."""
+        params: dict[str, str] = {"pageSize": str(page_size)}
+        if filter:
+            params["filter"] = filter
+        if page_token:
+            params["pageToken"] = page_token
+        call = Call(
+            Family.OPERATIONS,
+            "operations.list",
+            f"list operations of {dataset}",
+            dataset.name,
+            "healthcare.operations.list",
+            "roles/healthcare.datasetViewer",
+            not_found_hint="check the project, location and dataset names in the config",
+        )
+        body = await self._send(call, "GET", self._url(dataset.name, "/operations"), params=params)
+        return OperationsPage.from_json(body)
+
+    async def iter_operation_pages(
+        self, dataset: DatasetPath, filter: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[OperationsPage]:
+        """Every page of ``list_operations``, one call each, until no next token."""
+        token: str | None = None
+        while True:
+            page = await self.list_operations(dataset, filter, page_size, token)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_operation(self, name: str) -> None:
+        """Ask the server to cancel; the operation then ends with a CANCELLED error."""
+        call = Call(
+            Family.OPERATIONS,
+            "operations.cancel",
+            f"cancel operation {name}",
+            name,
+            "healthcare.operations.cancel",
+            "roles/healthcare.datasetAdmin",
+            not_found_hint="it may have expired (kept about 30 days) or belong to another dataset",
+        )
+        await self._send(call, "POST", self._url(name, ":cancel"), body={})
+
+    # -- logging -------------------------------------------------------------------------------
+
+    async def list_log_entries(
+        self,
+        resource_names: Sequence[str],
+        filter: str,
+        page_size: int = MAX_PAGE_SIZE,
+        page_token: str | None = None,
+        order_by: str | None = None,
+    ) -> LogEntriesPage:
+        """One page of Logging ``entries:list`` (read-only, so retried like a GET)."""
+        body: dict[str, Any] = {
+            "resourceNames": list(resource_names),
+            "filter": filter,
+            "pageSize": page_size,
+        }
+        if page_token:
+            body["pageToken"] = page_token
+        if order_by:
+            body["orderBy"] = order_by
+        call = Call(
+            Family.LOGGING,
+            "entries.list",
+            f"read error logs of {', '.join(resource_names)}",
+            ", ".join(resource_names),
+            "logging.logEntries.list",
+            "roles/logging.viewer",
+            not_found_hint="check the project name",
+        )
+        url = f"{self.logging_endpoint}/v2/entries:list"
+        return LogEntriesPage.from_json(await self._send(call, "POST", url, body=body))
+
+    async def iter_log_entry_pages(
+        self,
+        resource_names: Sequence[str],
+        filter: str,
+        page_size: int = MAX_PAGE_SIZE,
+        order_by: str | None = None,
+    ) -> AsyncIterator[LogEntriesPage]:
+        token: str | None = None
+        while True:
+            page = await self.list_log_entries(resource_names, filter, page_size, token, order_by)
+            yield page
+            token = page.next_page_token
+            if not token:
+                return
+
+    # -- datasets and stores (demo, preflight) -------------------------------------------------
+
+    async def get_dataset(self, dataset: DatasetPath) -> DatasetInfo:
+        call = Call(
+            Family.ADMIN,
+            "datasets.get",
+            f"get dataset {dataset}",
+            dataset.name,
+            "healthcare.datasets.get",
+            "roles/healthcare.datasetViewer",
+            not_found_hint="check the project, location and dataset names, or create the dataset",
+        )
+        return DatasetInfo.model_validate(await self._send(call, "GET", self._url(dataset.name)))
+
+    async def create_dataset(self, dataset: DatasetPath, *, max_wait: float = 120.0) -> DatasetInfo:
+        """Create the dataset and wait until it exists (the API answers with an operation)."""
+        call = Call(
+            Family.ADMIN,
+            "datasets.create",
+            f"create dataset {dataset}",
+            dataset.name,
+            "healthcare.datasets.create",
+            "roles/healthcare.datasetAdmin",
+            not_found_hint="check the project and location names",
+        )
+        parent = f"projects/{dataset.project}/locations/{dataset.location}"
+        url = self._url(parent, "/datasets")
+        body = await self._send(call, "POST", url, params={"datasetId": dataset.dataset}, body={})
+        name = body.get("name")
+        if isinstance(name, str) and "/operations/" in name:
+            op = await wait_for_operation(self, name, max_wait=max_wait)
+            if op.error is not None:
+                raise ApiError(f"create dataset {dataset}: failed: {op.error}", reason="FAILED")
+        return await self.get_dataset(dataset)
+
+    async def get_dicom_store(self, store: StorePath) -> DicomStoreInfo:
+        call = Call(
+            Family.ADMIN,
+            "dicomStores.get",
+            f"get DICOM store {store}",
+            store.name,
+            "healthcare.dicomStores.get",
+            "roles/healthcare.dicomViewer",
+            not_found_hint="check the dataset and store names, or create the store",
+        )
+        return DicomStoreInfo.model_validate(await self._send(call, "GET", self._url(store.name)))
+
+    async def create_dicom_store(self, store: StorePath) -> DicomStoreInfo:
+        call = Call(
+            Family.ADMIN,
+            "dicomStores.create",
+            f"create DICOM store {store}",
+            store.name,
+            "healthcare.dicomStores.create",
+            "roles/healthcare.dicomStoreAdmin",
+            not_found_hint="check the dataset name, or create the dataset first",
+        )
+        url = self._url(store.dataset.name, "/dicomStores")
+        body = await self._send(call, "POST", url, params={"dicomStoreId": store.store}, body={})
+        return DicomStoreInfo.model_validate(body)
+
+    async def ensure_dicom_store(self, store: StorePath) -> bool:
+        """Create the dataset and the store when missing; True if anything was created."""
+        created = False
+        try:
+            await self.get_dataset(store.dataset)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            created = True
+            await self._create_tolerating_conflict(self.create_dataset(store.dataset))
+        try:
+            await self.get_dicom_store(store)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            created = True
+            await self._create_tolerating_conflict(self.create_dicom_store(store))
+        return created
+
+    @staticmethod
+    async def _create_tolerating_conflict(create: Awaitable[object]) -> None:
+        try:
+            await create
+        except ApiError as err:
+            if err.status != 409:  # created meanwhile by someone else: fine
+                raise
+
+    # -- the one place requests are sent -------------------------------------------------------
+
+    async def _send(
+        self,
+        call: Call,
+        http_method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send with retries; return the JSON object of the 2xx answer or raise ApiError."""
+        session = self._ensure_session()
+        endpoint = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
+        policy = self.retry
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            if self._before_request is not None:
+                await self._before_request(call.family)
+            headers = await self.credentials.headers()
+            sent_at = datetime.now(UTC)
+            started = time.monotonic()
+            status: int | None = None
+            payload = b""
+            retry_after: float | None = None
+            failure: BaseException | None = None
+            sent = True
+            try:
+                async with session.request(
+                    http_method, url, params=params, json=body, headers=headers
+                ) as response:
+                    status = response.status
+                    payload = await response.read()
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            except _NOT_SENT_ERRORS as err:
+                failure, sent = err, False
+            except (aiohttp.ClientError, TimeoutError) as err:
+                failure = err
+            elapsed = time.monotonic() - started
+
+            if status is not None and 200 <= status < 300:
+                self._record(call, status, attempt, False, elapsed)
+                return self._json(call, payload, endpoint)
+
+            # Decide: retry, raise "outcome unknown", or raise the error.
+            outcome_unknown = call.starts_operation and (
+                (failure is not None and sent)
+                or (status is not None and status >= 500 and status not in NOT_STARTED_STATUSES)
+            )
+            if status == 401 and not reauthenticated and not self.credentials.anonymous:
+                retriable = True  # a token revoked or expired early: fetch a new one, once
+                reauthenticated = True
+                self.credentials.invalidate()
+            elif failure is not None:
+                retriable = True
+            else:
+                assert status is not None
+                retriable = status in (429, 500, 502, 503, 504)
+            retrying = retriable and not outcome_unknown and attempt < policy.max_attempts
+            self._record(call, status, attempt, retrying, elapsed)
+
+            if retrying:
+                delay = policy.delay(attempt - 1, retry_after)
+                log.info(
+                    "healthcare.retry",
+                    method=call.method,
+                    status=status,
+                    error=type(failure).__name__ if failure else None,
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                continue
+
+            if failure is not None:
+                error = connection_error(call, endpoint, failure, sent=sent, attempts=attempt)
+            else:
+                assert status is not None
+                error = error_from_response(
+                    call,
+                    status,
+                    payload,
+                    retry_after=retry_after,
+                    anonymous=self.credentials.anonymous,
+                    attempts=attempt,
+                )
+            if outcome_unknown:
+                self.stats[call.family].outcome_unknown += 1
+                raise OutcomeUnknownError(
+                    f"{error}; the operation may have started: look for it with"
+                    " operations.list before resubmitting",
+                    call=call,
+                    sent_at=sent_at,
+                    status=status,
+                ) from failure
+            raise error from failure
+
+    def _record(
+        self, call: Call, status: int | None, attempt: int, retrying: bool, elapsed: float
+    ) -> None:
+        event = RequestEvent(call.family, call.method, status, attempt, retrying, elapsed)
+        self.stats.record(event)
+        if self._on_response is not None:
+            self._on_response(event)
+
+    @staticmethod
+    def _json(call: Call, payload: bytes, endpoint: str) -> dict[str, Any]:
+        if not payload.strip():
+            return {}
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            raise ApiError(
+                f"{call.what}: {endpoint} answered with something other than a JSON object;"
+                " check that the endpoint is the Healthcare API (or the emulator)",
+                reason="BAD_RESPONSE",
+            )
+        return data
