@@ -39,6 +39,61 @@ def emulator(ctx: click.Context) -> None:
     launch(list(ctx.args))
 
 
+@app.command()
+@click.argument("dest")
+@click.option("--studies", type=int, required=True, help="Number of studies.")
+@click.option("--series-per-study", type=int, default=1, show_default=True)
+@click.option("--instances-per-series", type=int, default=1, show_default=True)
+@click.option("--bad-files", type=int, default=0, show_default=True, help="Non-DICOM .dcm files.")
+@click.option("--seed", type=int, default=None, help="Same seed, same UIDs and bytes.")
+@click.option("--sites", type=int, default=1, show_default=True, help="site-a, site-b, ...")
+@click.option("--storage-endpoint", default=None, help="GCS URL [default: $STORAGE_EMULATOR_HOST].")
+@click.option("--concurrency", type=int, default=32, show_default=True, help="Uploads in flight.")
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None, help="JSON Lines out.")
+def corpus(
+    dest: str,
+    studies: int,
+    series_per_study: int,
+    instances_per_series: int,
+    bad_files: int,
+    seed: int | None,
+    sites: int,
+    storage_endpoint: str | None,
+    concurrency: int,
+    manifest: str | None,
+) -> None:
+    """Write a synthetic PACS dump (real DICOM + bad files) to gs://BUCKET/PREFIX or a directory.
+
+    Layout: PREFIX/SITE/YYYY/MM/STUDYUID/SERIESUID/SOPUID.dcm. Creates the bucket if missing.
+
+    \b
+    Example (3,000 instances and 5 bad files into the local cloud):
+      bulkmover corpus gs://pacs-dump/2024 --studies 100 --series-per-study 3 \\
+        --instances-per-series 10 --bad-files 5 --seed 1 \\
+        --storage-endpoint http://127.0.0.1:4443 --manifest truth.jsonl
+    """
+    from pathlib import Path
+
+    from bulkmover.corpus.command import make_spec, run_corpus
+
+    spec = make_spec(
+        studies=studies,
+        series_per_study=series_per_study,
+        instances_per_series=instances_per_series,
+        bad_files=bad_files,
+        seed=seed,
+        sites=sites,
+    )
+    summary = run_corpus(
+        dest,
+        spec,
+        storage_endpoint=storage_endpoint,
+        concurrency=concurrency,
+        manifest=Path(manifest) if manifest else None,
+    )
+    click.echo(summary.line())
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a BulkmoverError becomes one line on stderr and its exit code."""
     try:
