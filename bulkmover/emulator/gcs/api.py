@@ -1,0 +1,237 @@
+"""JSON API handlers: buckets, and objects' metadata, listing, deletion, patch and copy.
+
+Uploads are in :mod:`.uploads`, downloads in :mod:`.media`, the bulk path in :mod:`.bulk`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from bulkmover.emulator.gcs.errors import GcsApiError, invalid, object_not_found
+from bulkmover.emulator.gcs.listing import ListQuery, list_page, parse_max_results
+from bulkmover.emulator.gcs.media import send_media
+from bulkmover.emulator.gcs.names import check_bucket_name, check_object_name
+from bulkmover.emulator.gcs.resources import (
+    WRITABLE_EXTRA_FIELDS,
+    bucket_resource,
+    object_resource,
+)
+from bulkmover.emulator.gcs.responses import (
+    base_url,
+    int_param,
+    json_response,
+    preconditions,
+    read_json_object,
+)
+from bulkmover.emulator.gcs.state import state_of
+from bulkmover.emulator.gcs.store import ObjectRow
+
+# ---- buckets -----------------------------------------------------------------------------
+
+
+async def insert_bucket(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise invalid("Required field 'name' (the bucket name) is missing or not a string.")
+    check_bucket_name(name)
+    location = str(body.get("location") or "US").upper()
+    storage_class = str(body.get("storageClass") or "STANDARD").upper()
+    store = state_of(request).store
+    row = await store.write(store.create_bucket, name, location, storage_class)
+    return json_response(request, bucket_resource(row, base_url(request)))
+
+
+async def get_bucket(request: web.Request) -> web.Response:
+    row = state_of(request).store.require_bucket(request.match_info["bucket"])
+    return json_response(request, bucket_resource(row, base_url(request)))
+
+
+async def delete_bucket(request: web.Request) -> web.Response:
+    store = state_of(request).store
+    await store.write(store.delete_bucket, request.match_info["bucket"])
+    return web.Response(status=204)
+
+
+async def list_buckets(request: web.Request) -> web.Response:
+    query = request.query
+    limit = parse_max_results(query.get("maxResults"))
+    after = _decode_simple_token(query.get("pageToken", ""))
+    rows = state_of(request).store.list_buckets(query.get("prefix", ""), after, limit + 1)
+    body: dict[str, Any] = {"kind": "storage#buckets"}
+    if rows[:limit]:
+        body["items"] = [bucket_resource(r, base_url(request)) for r in rows[:limit]]
+    if len(rows) > limit:
+        body["nextPageToken"] = base64.urlsafe_b64encode(rows[limit - 1].name.encode()).decode()
+    return json_response(request, body)
+
+
+def _decode_simple_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise invalid(f"Invalid pageToken {token[:100]!r}.") from None
+
+
+# ---- objects -----------------------------------------------------------------------------
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    state = state_of(request)
+    bucket = state.store.require_bucket(request.match_info["bucket"])
+    query = ListQuery.from_params(request.query)
+    if state.realism.page_latency > 0:
+        await asyncio.sleep(state.realism.page_latency)
+    page = list_page(state.store, bucket.id, query)
+    base = base_url(request)
+    body: dict[str, Any] = {"kind": "storage#objects"}
+    if page.next_page_token is not None:
+        body["nextPageToken"] = page.next_page_token
+    if page.prefixes:
+        body["prefixes"] = page.prefixes
+    if page.items:
+        body["items"] = [object_resource(r, bucket.name, base) for r in page.items]
+    return json_response(request, body)
+
+
+def current_object(request: web.Request, bucket: str, name: str) -> ObjectRow:
+    """The live object, honouring ``generation`` and the read preconditions of the query."""
+    row = state_of(request).store.require_object(bucket, name)
+    generation = int_param(request.query, "generation")
+    if generation is not None and generation != row.generation:
+        raise object_not_found(bucket, name)
+    preconditions(request.query).check(row, read=True)
+    return row
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    bucket, name = request.match_info["bucket"], request.match_info["object"]
+    row = current_object(request, bucket, name)
+    if request.query.get("alt", "json") == "media":
+        return await send_media(request, bucket, row)
+    return json_response(request, object_resource(row, bucket, base_url(request)))
+
+
+async def download_object(request: web.Request) -> web.StreamResponse:
+    bucket, name = request.match_info["bucket"], request.match_info["object"]
+    return await send_media(request, bucket, current_object(request, bucket, name))
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    store = state_of(request).store
+    bucket, name = request.match_info["bucket"], request.match_info["object"]
+    generation = int_param(request.query, "generation")
+    if generation is not None and generation != store.require_object(bucket, name).generation:
+        raise object_not_found(bucket, name)
+    await store.write(store.delete_object, bucket, name, preconditions(request.query))
+    return web.Response(status=204)
+
+
+async def patch_object(request: web.Request) -> web.Response:
+    """objects.patch: change contentType and the optional fields; ``null`` removes one."""
+    state = state_of(request)
+    bucket, name = request.match_info["bucket"], request.match_info["object"]
+    body = await read_json_object(request)
+    row = state.store.require_object(bucket, name)
+    content_type, extra = merge_metadata(row, body)
+    updated = await state.store.write(
+        state.store.patch_object, bucket, name, content_type, extra, preconditions(request.query)
+    )
+    return json_response(request, object_resource(updated, bucket, base_url(request)))
+
+
+def merge_metadata(row: ObjectRow, patch: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    content_type = row.content_type
+    if "contentType" in patch:
+        value = patch["contentType"]
+        content_type = None if value is None else str(value)
+    extra = row.extra_fields()
+    for key in WRITABLE_EXTRA_FIELDS:
+        if key not in patch:
+            continue
+        value = patch[key]
+        if value is None:
+            extra.pop(key, None)
+        elif key == "metadata":
+            if not isinstance(value, dict):
+                raise invalid("Field 'metadata' must be an object of string values.")
+            merged = dict(extra.get("metadata", {}))
+            for k, v in value.items():
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[str(k)] = str(v)
+            extra["metadata"] = merged
+        else:
+            extra[key] = str(value)
+    return content_type, extra
+
+
+def extra_from_resource(resource: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields of an object resource a client sent with an upload."""
+    extra: dict[str, Any] = {}
+    for key in WRITABLE_EXTRA_FIELDS:
+        value = resource.get(key)
+        if value is None:
+            continue
+        if key == "metadata":
+            if not isinstance(value, dict):
+                raise invalid("Field 'metadata' must be an object of string values.")
+            extra[key] = {str(k): str(v) for k, v in value.items() if v is not None}
+        else:
+            extra[key] = str(value)
+    return extra
+
+
+_COPY_PATH = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+?)/(copyTo|rewriteTo)/b/([^/]+)/o/(.+)$")
+
+
+async def copy_or_rewrite(request: web.Request) -> web.Response:
+    """objects.copy and objects.rewrite (one step: the bytes are shared, not copied).
+
+    The path is split on its raw (still percent-encoded) form, where a ``/`` inside an object
+    name is ``%2F``, so names that contain ``/copyTo/`` stay unambiguous.
+    """
+    match = _COPY_PATH.match(request.raw_path.split("?", 1)[0])
+    if match is None:
+        raise GcsApiError(404, "notFound", f"No such method: POST {request.path[:200]}")
+    src_bucket, src_name, verb, dst_bucket, dst_name = (unquote(g) for g in match.groups())
+    return await _copy(request, verb, src_bucket, src_name, dst_bucket, dst_name)
+
+
+async def _copy(
+    request: web.Request, verb: str, src_bucket: str, src_name: str, dst_bucket: str, dst_name: str
+) -> web.Response:
+    store = state_of(request).store
+    check_object_name(dst_name)
+    body = await read_json_object(request, required=False)
+    source = store.require_object(src_bucket, src_name)
+    preconditions(request.query, "Source").check(source)
+    row = await store.write(
+        store.copy_object, src_bucket, src_name, dst_bucket, dst_name, preconditions(request.query)
+    )
+    if body:
+        content_type, extra = merge_metadata(row, body)
+        row = await store.write(store.patch_object, dst_bucket, dst_name, content_type, extra)
+    resource = object_resource(row, dst_bucket, base_url(request))
+    if verb == "copyTo":
+        return json_response(request, resource)
+    return json_response(
+        request,
+        {
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": str(row.size),
+            "objectSize": str(row.size),
+            "done": True,
+            "resource": resource,
+        },
+    )
