@@ -24,7 +24,7 @@ from bulkmover.corpus.attributes import (
 from bulkmover.corpus.badfiles import BAD_KINDS, bad_file
 from bulkmover.corpus.layout import file_name, series_dir
 from bulkmover.corpus.spec import CorpusFile, CorpusSpec, FileKind
-from bulkmover.corpus.templates import Template, load_templates
+from bulkmover.corpus.templates import Template, load_templates, truncation_template
 from bulkmover.corpus.uids import new_uid
 
 
@@ -68,7 +68,8 @@ def iter_corpus(spec: CorpusSpec) -> Iterator[CorpusFile]:
             for number in range(1, spec.instances_per_series + 1):
                 while next_bad < len(bad_at) and bad_at[next_bad] == index:
                     kind = BAD_KINDS[next_bad % len(BAD_KINDS)]
-                    yield _bad(kind, bad_rng, template, series_image, directory)
+                    values = {**study.values, **series.values}
+                    yield _bad(kind, bad_rng, template, values, directory)
                     next_bad += 1
                 sop_uid = new_uid(rng)
                 data = template.fill(series_image, instance_values(series, sop_uid, number))
@@ -89,14 +90,16 @@ def _bad(
     kind: FileKind,
     rng: random.Random,
     template: Template,
-    series_image: bytes,
+    values: dict[str, str],
     directory: str,
 ) -> CorpusFile:
-    """A bad file named like an instance of the series being written."""
+    """A bad file named like an instance of the series being written (``values`` are the
+    series' study- and series-level slot values, for a truncated copy of an instance)."""
     uid = new_uid(rng)
     instance = b""
     if kind is FileKind.TRUNCATED:
-        instance = bytes(template.fill(series_image, {"SOPInstanceUID": uid}))
+        template = truncation_template(template)
+        instance = bytes(template.fill(template.data, {**values, "SOPInstanceUID": uid}))
     return CorpusFile(
         name=file_name(directory, uid), data=bad_file(kind, rng, instance, template), kind=kind
     )

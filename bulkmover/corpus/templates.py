@@ -116,6 +116,7 @@ class Template:
     modality: str
     sop_class_uid: str
     weight: int
+    explicit_vr: bool
     data: bytes
     slots: Mapping[str, tuple[Slot, ...]]
     pixel_length_offset: int
@@ -200,6 +201,7 @@ def compile_template(name: str, weight: int = 1) -> Template:
         modality=str(ds.Modality),
         sop_class_uid=str(ds.SOPClassUID),
         weight=weight,
+        explicit_vr=not ds.file_meta.TransferSyntaxUID.is_implicit_VR,
         data=data,
         slots=slots,
         pixel_length_offset=pixel.value_tell - 4,
@@ -215,3 +217,17 @@ def _check(name: str, keyword: str, data: bytes, offset: int, kind: SlotKind) ->
 def load_templates() -> tuple[Template, ...]:
     """Every sample template, compiled once per process."""
     return tuple(compile_template(name, weight) for name, weight in SAMPLES)
+
+
+def truncation_template(template: Template) -> Template:
+    """The template whose cut renderings make pydicom fail: ``template`` itself if it is
+    explicit VR, else an explicit-VR one of the same modality (or any).
+
+    pydicom 3 reads any prefix of an implicit-VR dataset without an error, and a prefix of an
+    explicit-VR one too unless the cut falls inside a 4-byte length field.
+    """
+    if template.explicit_vr:
+        return template
+    explicit = [t for t in load_templates() if t.explicit_vr]
+    same = [t for t in explicit if t.modality == template.modality]
+    return (same or explicit)[0]
