@@ -1,0 +1,292 @@
+"""Cut the objects a source matches into shards: one import URI each, exact, few and large.
+
+Every shard is one URI the API accepts and, evaluated with the API's semantics over the listing:
+shards are pairwise disjoint, their union is exactly what the source matches, and each holds at
+most ``max_objects`` objects and ``max_bytes`` bytes unless it is a single object.
+
+How (one pass over the names in sorted order, so every directory's subtree is a contiguous run):
+
+* A directory is closed when the names leave it. If its whole subtree fits, it stays one
+  candidate for its parent (a parent that fits swallows it). If not, it is *split* on the spot:
+  any ancestor is bigger still, so the decision is final.
+* Recursive source (``P**.dcm``): a split directory ``d/`` becomes one ``d/c/**.dcm`` shard per
+  child sub-directory that fits (a ``**`` shard must own its whole subtree, and its prefix must be
+  literal), plus shards for the files directly in ``d/``: ``d/*.dcm``, or, when those are too
+  many, name-prefix groups ``d/1.2.3*.dcm`` (``*`` never crosses ``/``), down to exact names.
+* Single-level source (``site/*/x?.dcm``): every match has as many components as the pattern, so
+  entries of a split directory (sub-directories or files) are grouped by a literal start of their
+  component: ``site/P00*/x?.dcm``, ``site/P0012/x?.dcm``, ``site/P0012/x1.dcm``.
+* Grouping by a literal start is a trie over each entry's *core* (see ``components``): the
+  largest groups that fit win, so shards are few and large; prefix-free groups are disjoint.
+* A name holding ``*`` or ``?`` can only be covered by a group whose literal start stops before
+  that character; if it must be isolated, no URI can address it without matching others: it is
+  reported as *unaddressable* (the caller decides whether that fails the plan).
+* Names marked ``taken`` (already in shards that ran, on ``--replan``) are never covered by a new
+  shard: any group holding one is split further.
+
+Memory: the open directories along the current path, the child entries of those directories
+(never their files), and, when a directory's own files must be split, those files (re-read on
+demand through ``reread``). Deterministic: the same listing gives the same shards.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+from bulkmover.gcs.wildcard import RECURSIVE, Kind, Wildcard, first_wildcard, has_wildcard
+from bulkmover.planning.components import ComponentPattern
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One object the source matched, as the sharder sees it."""
+
+    name: str
+    size: int
+    taken: bool = False
+    """Already in a shard that ran (replan): must stay out of every new shard."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_objects: int
+    max_bytes: int
+
+    def fits(self, objects: int, nbytes: int) -> bool:
+        """A single object always fits, however large."""
+        return objects <= 1 or (objects <= self.max_objects and nbytes <= self.max_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """A planned shard: its import URI and what it is expected to hold."""
+
+    uri: str
+    objects: int
+    bytes: int
+
+    @property
+    def pattern(self) -> str:
+        """The object part of the URI."""
+        return self.uri.split("/", 3)[3]
+
+    @property
+    def prefix(self) -> str:
+        """The literal start of the object part: every object of the shard starts with it."""
+        pattern = self.pattern
+        return pattern[: first_wildcard(pattern)]
+
+
+@dataclass
+class Sharding:
+    shards: list[ShardSpec]
+    unaddressable: list[str]
+    """Matched names that no shard covers because no URI can single them out."""
+
+    @property
+    def objects(self) -> int:
+        return sum(s.objects for s in self.shards)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+
+Reread = Callable[[str], Iterable[Listed]]
+"""All matched objects whose name starts with a prefix, in name order (taken ones included)."""
+
+
+def plan_shards(
+    source: Wildcard, listed: Iterable[Listed], limits: Limits, reread: Reread
+) -> Sharding:
+    """Shard the objects in ``listed`` (matched by ``source``, sorted by name)."""
+    return _Sharder(source, limits, reread).run(listed)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A child of a directory: a sub-directory (aggregated) or a file."""
+
+    comp: str
+    objects: int
+    bytes: int
+    blocked: bool
+    """Cannot be part of a group: split already, or taken."""
+
+
+@dataclass(slots=True)
+class _Frame:
+    """An open directory of the pass."""
+
+    path: str
+    comp: str
+    depth: int
+    objects: int = 0
+    bytes: int = 0
+    files: int = 0
+    blocked: bool = False
+    dirs: list[_Entry] = field(default_factory=list)
+
+
+class _Sharder:
+    def __init__(self, source: Wildcard, limits: Limits, reread: Reread) -> None:
+        self.source = source
+        self.limits = limits
+        self.reread = reread
+        self.shards: list[ShardSpec] = []
+        self.unaddressable: list[str] = []
+        prefix = source.literal_prefix
+        if source.kind is Kind.RECURSIVE:
+            self.root = prefix[: prefix.rfind("/") + 1]
+            self.root_files = ComponentPattern(prefix[len(self.root) :] + "*" + source.extension)
+            self.deep_files = ComponentPattern("*" + source.extension)
+        else:
+            self.root = ""
+            self.levels = [ComponentPattern(c) for c in source.components]
+
+    def run(self, listed: Iterable[Listed]) -> Sharding:
+        if self.source.kind is Kind.EXACT:
+            objects = [o for o in listed if not o.taken]
+            if objects:
+                self._emit(self.source.pattern, len(objects), sum(o.size for o in objects))
+            return self._result()
+        root = _Frame(self.root, "", 0)
+        stack = [root]
+        skip = len(self.root)
+        for obj in listed:
+            dirs = obj.name[skip:].split("/")
+            dirs.pop()
+            depth = 0
+            while (
+                depth < len(stack) - 1
+                and depth < len(dirs)
+                and stack[depth + 1].comp == dirs[depth]
+            ):
+                depth += 1
+            while len(stack) - 1 > depth:
+                self._close(stack.pop(), stack[-1])
+            for comp in dirs[depth:]:
+                parent = stack[-1]
+                stack.append(_Frame(parent.path + comp + "/", comp, parent.depth + 1))
+            top = stack[-1]
+            top.objects += 1
+            top.bytes += obj.size
+            top.files += 1
+            top.blocked = top.blocked or obj.taken
+        while len(stack) > 1:
+            self._close(stack.pop(), stack[-1])
+        if root.objects:
+            if not root.blocked and self.limits.fits(root.objects, root.bytes):
+                self._emit(self.source.pattern, root.objects, root.bytes)
+            else:
+                self._split(root)
+        return self._result()
+
+    def _result(self) -> Sharding:
+        shards = sorted(self.shards, key=lambda s: (s.prefix, s.uri))
+        return Sharding(shards, sorted(self.unaddressable))
+
+    def _emit(self, pattern: str, objects: int, nbytes: int) -> None:
+        self.shards.append(ShardSpec(f"gs://{self.source.bucket}/{pattern}", objects, nbytes))
+
+    def _close(self, frame: _Frame, parent: _Frame) -> None:
+        whole = not frame.blocked and self.limits.fits(frame.objects, frame.bytes)
+        if not whole:
+            self._split(frame)
+            parent.blocked = True
+        parent.objects += frame.objects
+        parent.bytes += frame.bytes
+        parent.dirs.append(_Entry(frame.comp, frame.objects, frame.bytes, not whole))
+
+    def _split(self, frame: _Frame) -> None:
+        """Emit shards for everything under ``frame`` that is not blocked."""
+        if has_wildcard(frame.path):
+            for entry in frame.dirs:
+                if not entry.blocked:
+                    self._unaddressable_under(frame.path + entry.comp + "/")
+            self.unaddressable += (o.name for o in self._direct_files(frame) if not o.taken)
+            return
+        if self.source.kind is Kind.RECURSIVE:
+            for entry in frame.dirs:
+                if entry.blocked:
+                    continue
+                path = frame.path + entry.comp + "/"
+                if has_wildcard(entry.comp):
+                    self._unaddressable_under(path)
+                else:
+                    self._emit(path + RECURSIVE + self.source.extension, entry.objects, entry.bytes)
+            pattern = self.root_files if frame.depth == 0 else self.deep_files
+            self._group(self._file_entries(frame), pattern, frame.path, "")
+            return
+        last = len(self.levels) - 1
+        if frame.depth == last:
+            self._group(self._file_entries(frame), self.levels[last], frame.path, "")
+        else:
+            rest = "/" + "/".join(self.source.components[frame.depth + 1 :])
+            self._group(frame.dirs, self.levels[frame.depth], frame.path, rest)
+
+    def _direct_files(self, frame: _Frame) -> Iterable[Listed]:
+        if not frame.files:
+            return
+        skip = len(frame.path)
+        for obj in self.reread(frame.path):
+            if "/" not in obj.name[skip:]:
+                yield obj
+
+    def _file_entries(self, frame: _Frame) -> list[_Entry]:
+        skip = len(frame.path)
+        return [_Entry(o.name[skip:], 1, o.size, o.taken) for o in self._direct_files(frame)]
+
+    def _unaddressable_under(self, prefix: str) -> None:
+        self.unaddressable += (o.name for o in self.reread(prefix) if not o.taken)
+
+    def _group(
+        self, entries: list[_Entry], pattern: ComponentPattern, base: str, rest: str
+    ) -> None:
+        """Cover ``entries`` of directory ``base`` with prefix groups (a trie over cores)."""
+        if not entries:
+            return
+        keyed = sorted(
+            ((pattern.core(e.comp), e) for e in entries), key=lambda p: (p[0], p[1].comp)
+        )
+        cores = [core for core, _ in keyed]
+        objects = [0, *accumulate(e.objects for _, e in keyed)]
+        nbytes = [0, *accumulate(e.bytes for _, e in keyed)]
+        blocked = [0, *accumulate(int(e.blocked) for _, e in keyed)]
+        todo = [("", 0, len(keyed))]
+        while todo:
+            start, lo, hi = todo.pop()
+            count, size = objects[hi] - objects[lo], nbytes[hi] - nbytes[lo]
+            if blocked[hi] == blocked[lo] and self.limits.fits(count, size):
+                self._emit(base + pattern.narrow(start) + rest, count, size)
+                continue
+            # Every core in [lo, hi) starts with their common prefix: jump straight to it.
+            start = os.path.commonprefix([cores[lo], cores[hi - 1]])
+            i = lo
+            while i < hi and len(cores[i]) == len(start):
+                self._exact(keyed[i][1], base, rest)
+                i += 1
+            children: list[tuple[str, int, int]] = []
+            while i < hi:
+                child = start + cores[i][len(start)]
+                n = len(child)
+                end = bisect_right(cores, child, i, hi, key=lambda c, n=n: c[:n])  # type: ignore[misc]
+                children.append((child, i, end))
+                i = end
+            todo.extend(reversed(children))
+
+    def _exact(self, entry: _Entry, base: str, rest: str) -> None:
+        """An entry that no group can hold with others: its own literal name."""
+        if entry.blocked:
+            return
+        if has_wildcard(entry.comp):
+            if rest:
+                self._unaddressable_under(base + entry.comp + "/")
+            else:
+                self.unaddressable.append(base + entry.comp)
+            return
+        self._emit(base + entry.comp + rest, entry.objects, entry.bytes)
