@@ -1,0 +1,331 @@
+"""DICOM parsing and rendering with pydicom and Pillow: the CPU work, run in worker processes.
+
+Every function here is pure and module-level so a process pool can run it. Parsing checks more
+than pydicom does by itself: pydicom reads a truncated file without complaint, so element lengths,
+encapsulated fragments and the size of native pixel data are checked against what the file holds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from bulkmover.emulator.healthcare.formats import AS_STORED, IMPLICIT_LE, ExportFormat
+from bulkmover.emulator.healthcare.rpc import Code
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+REQUIRED = (
+    ("StudyInstanceUID", "(0020,000D)"),
+    ("SeriesInstanceUID", "(0020,000E)"),
+    ("SOPInstanceUID", "(0008,0018)"),
+    ("SOPClassUID", "(0008,0016)"),
+)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """What the index keeps of an instance: its UIDs, sizes and the attributes QIDO matches."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    size: int
+    structured_size: int
+    frames: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DicomFailure:
+    """Why a file is not an acceptable DICOM instance (google.rpc code and message)."""
+
+    code: int
+    message: str
+
+
+# Attributes kept for QIDO (keyword -> level), beyond the UIDs.
+QIDO_ATTRIBUTES: dict[str, str] = {
+    "PatientName": "study",
+    "PatientID": "study",
+    "PatientBirthDate": "study",
+    "PatientSex": "study",
+    "StudyDate": "study",
+    "StudyTime": "study",
+    "AccessionNumber": "study",
+    "StudyID": "study",
+    "StudyDescription": "study",
+    "ReferringPhysicianName": "study",
+    "Modality": "series",
+    "SeriesNumber": "series",
+    "SeriesDescription": "series",
+    "InstanceNumber": "instance",
+    "Rows": "instance",
+    "Columns": "instance",
+    "NumberOfFrames": "instance",
+}
+
+
+def _is_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(part.isdigit() for part in value.split("."))
+
+
+def _read(data: bytes) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(io.BytesIO(data))
+
+
+def _check_complete(ds: Dataset) -> str | None:
+    """Why ``ds`` was cut short, or None: every declared length must be present in the file."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+            held = len(raw.value) if raw.value is not None else 0
+            if held < raw.length:
+                return f"element {tag} declares {raw.length} bytes but the file ends after {held}"
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                reason = _check_complete(item)
+                if reason:
+                    return reason
+    return None
+
+
+def _check_pixels(ds: Dataset) -> str | None:
+    if "PixelData" not in ds:
+        return None
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    pixels = ds.PixelData
+    if syntax is not None and syntax.is_encapsulated:
+        from pydicom.encaps import generate_fragments
+
+        try:
+            for _ in generate_fragments(pixels):
+                pass
+        except (ValueError, EOFError) as exc:
+            return f"encapsulated pixel data is incomplete ({exc})"
+        return None
+    try:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+            // 8
+        )
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if len(pixels) < expected:
+        return f"pixel data holds {len(pixels)} bytes, the image needs {expected}"
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def parse_instance(data: bytes) -> InstanceRecord | DicomFailure:
+    """Parse and check one file's bytes; a failure says why in the API's words."""
+    if not data:
+        return DicomFailure(Code.INVALID_ARGUMENT, "empty DICOM instance found")
+    try:
+        ds = _read(data)
+        reason = _check_complete(ds) or _check_pixels(ds)
+    except InvalidDicomError:
+        return DicomFailure(
+            Code.INVALID_ARGUMENT,
+            "failed to parse DICOM: not a DICOM Part 10 file (no 'DICM' prefix after the "
+            "128-byte preamble)",
+        )
+    except Exception as exc:  # pydicom raises many types on malformed input
+        return DicomFailure(Code.INVALID_ARGUMENT, f"failed to parse DICOM: {exc}".splitlines()[0])
+    if reason:
+        return DicomFailure(Code.INVALID_ARGUMENT, f"failed to parse DICOM: truncated: {reason}")
+    uids: dict[str, str] = {}
+    for keyword, tag in REQUIRED:
+        value = _text(ds.get(keyword)).strip().rstrip("\x00")
+        if not value:
+            return DicomFailure(
+                Code.INVALID_ARGUMENT, f"DICOM instance is missing required {keyword} {tag}"
+            )
+        if not _is_uid(value):
+            return DicomFailure(
+                Code.INVALID_ARGUMENT, f"DICOM instance has an invalid {keyword} {value[:80]!r}"
+            )
+        uids[keyword] = value
+    attributes: dict[str, str] = {}
+    for keyword in QIDO_ATTRIBUTES:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # an unreadable optional value is left out, as the index would
+            continue
+        if value is not None and _text(value) != "":
+            attributes[keyword] = _text(value)
+    charset = ds.get("SpecificCharacterSet")
+    if charset:
+        attributes["SpecificCharacterSet"] = _text(charset)
+    pixel_size = len(ds.PixelData) if "PixelData" in ds else 0
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    return InstanceRecord(
+        study_uid=uids["StudyInstanceUID"],
+        series_uid=uids["SeriesInstanceUID"],
+        sop_uid=uids["SOPInstanceUID"],
+        sop_class_uid=uids["SOPClassUID"],
+        transfer_syntax=str(syntax) if syntax else "",
+        size=len(data),
+        structured_size=len(data) - pixel_size,
+        frames=int(ds.get("NumberOfFrames", 1) or 1) if pixel_size else 0,
+        attributes=attributes,
+    )
+
+
+def parse_and_stage(data: bytes, staging: str) -> InstanceRecord | DicomFailure:
+    """Parse, and on success write the bytes to ``staging`` (the caller renames or removes it)."""
+    result = parse_instance(data)
+    if isinstance(result, InstanceRecord):
+        tmp = f"{staging}.part"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, staging)
+    return result
+
+
+class RenderError(Exception):
+    """An instance that cannot be written in the requested format (becomes a log entry)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RenderError], tuple[int, str]]:
+        return (RenderError, (self.code, self.message))
+
+
+def _decoded(ds: Dataset) -> Dataset:
+    """``ds`` with native little-endian pixel data (decompressed or byte-swapped as needed)."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if "PixelData" in ds and syntax.is_compressed:
+        try:
+            ds.decompress()
+        except Exception as exc:
+            raise RenderError(
+                Code.FAILED_PRECONDITION,
+                f"cannot transcode from transfer syntax {syntax} ({syntax.name}): "
+                f"{exc}".splitlines()[0],
+            ) from None
+    elif "PixelData" in ds and not syntax.is_little_endian:
+        arr = ds.pixel_array
+        ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+    return ds
+
+
+def _transcode(path: Path, syntax: str) -> bytes:
+    ds = _decoded(_load(path))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
+    buf = io.BytesIO()
+    pydicom.dcmwrite(
+        buf, ds, implicit_vr=syntax == IMPLICIT_LE, little_endian=True, enforce_file_format=True
+    )
+    return buf.getvalue()
+
+
+def _load(path: Path) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(path)
+
+
+def _frames_raw(ds: Dataset) -> list[bytes]:
+    """Pixel data per frame, as stored (encapsulated frames stay compressed)."""
+    if "PixelData" not in ds:
+        raise RenderError(Code.FAILED_PRECONDITION, "instance has no pixel data")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        from pydicom.encaps import generate_frames
+
+        return list(generate_frames(ds.PixelData, number_of_frames=frames))
+    data = bytes(ds.PixelData)
+    step = len(data) // frames
+    return [data[i * step : (i + 1) * step] for i in range(frames)]
+
+
+def _images(ds: Dataset, kind: str) -> list[bytes]:
+    import numpy as np
+    from PIL import Image
+
+    if "PixelData" not in ds:
+        raise RenderError(Code.FAILED_PRECONDITION, "instance has no pixel data to render")
+    try:
+        arr = _decoded(ds).pixel_array
+    except RenderError:
+        raise
+    except Exception as exc:
+        raise RenderError(
+            Code.FAILED_PRECONDITION, f"cannot decode pixel data: {exc}".splitlines()[0]
+        ) from None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames == 1:
+        arr = arr[np.newaxis, ...]
+    out: list[bytes] = []
+    for frame in arr:
+        pixels = frame.astype("float64")
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else pixels * 0
+        image = Image.fromarray(scaled.astype("uint8"), mode="RGB" if samples == 3 else "L")
+        buf = io.BytesIO()
+        image.save(buf, format="PNG" if kind == "png" else "JPEG")
+        out.append(buf.getvalue())
+    return out
+
+
+def render(path: str, fmt: ExportFormat) -> list[tuple[str, bytes]]:
+    """The files of one instance in ``fmt``: (suffix after the instance UID, bytes) pairs.
+
+    The suffix is '' for a single file and ``/{frame}`` (from 1) per frame of a multi-frame
+    instance in a frame-based format; the caller adds the extension.
+    """
+    file = Path(path)
+    if fmt.kind == "dicom":
+        if fmt.transfer_syntax == AS_STORED:
+            return [("", file.read_bytes())]
+        return [("", _transcode(file, fmt.transfer_syntax))]
+    ds = _load(file)
+    if fmt.kind == "octet":
+        if fmt.transfer_syntax != AS_STORED:
+            ds = _decoded(ds)
+        parts = _frames_raw(ds)
+    else:
+        parts = _images(ds, fmt.kind)
+    if len(parts) == 1:
+        return [("", parts[0])]
+    return [(f"/{i}", part) for i, part in enumerate(parts, start=1)]
+
+
+def metadata_json(path: str, bulk_uri: str) -> dict[str, Any]:
+    """DICOM JSON of an instance; pixel data and other large values become a BulkDataURI."""
+    ds = _load(Path(path))
+
+    def bulk(elem: Any) -> str:
+        return f"{bulk_uri}/bulkdata/{elem.tag:08X}"
+
+    result: dict[str, Any] = ds.to_json_dict(
+        bulk_data_threshold=1024, bulk_data_element_handler=bulk
+    )
+    return result
