@@ -74,11 +74,11 @@ def test_same_seed_twice_writes_identical_trees(tmp_path: Path) -> None:
     assert trees[0] == trees[1] and len(trees[0]) == 6
 
 
-def test_run_into_the_gcs_server_via_environment(gcs_server: RunningServer) -> None:
+def test_run_into_the_gcs_emulator_via_environment(gcs_emulator: RunningServer) -> None:
     bucket = f"cli-{uuid.uuid4().hex[:10]}"
     result = run(
         f"gs://{bucket}/p", "--studies", "1", "--instances-per-series", "4", "--seed", "1",
-        env={"STORAGE_EMULATOR_HOST": gcs_server.url},
+        env={"STORAGE_EMULATOR_HOST": gcs_emulator.url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"-> gs://{bucket}/p (seed 1)" in result.stdout

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from bulkmover.corpus import CorpusSpec, WriteCounters, iter_corpus, read_manifest, write_corpus
-from bulkmover.emulator.processes import RunningServer
+from bulkmover.emulator.processes import RunningServer, python_module_argv, start_server
 from bulkmover.errors import ApiError
 
 SPEC = CorpusSpec(studies=4, series_per_study=2, instances_per_series=5, bad_files=6, seed=21)
@@ -48,7 +48,12 @@ async def download(url: str, bucket: str, name: str) -> bytes:
             return await resp.read()
 
 
-async def test_lands_exactly_the_listed_objects(gcs_server: RunningServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", ["gcs_emulator", "fake_gcs"])
+async def test_lands_exactly_the_listed_objects(
+    server_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Into our emulator, and into fake-gcs-server as an independent reference."""
+    gcs_server: RunningServer = request.getfixturevalue(server_name)
     bucket = fresh_bucket()
     manifest = tmp_path / "truth.jsonl"
     counters = WriteCounters()
@@ -80,25 +85,54 @@ async def test_lands_exactly_the_listed_objects(gcs_server: RunningServer, tmp_p
 
 
 async def test_existing_bucket_is_reused_and_prefixes_stay_apart(
-    gcs_server: RunningServer,
+    gcs_emulator: RunningServer,
 ) -> None:
     bucket = fresh_bucket()
     small = CorpusSpec(studies=1, series_per_study=1, instances_per_series=3, seed=1)
-    await write_corpus(f"gs://{bucket}/a", small, storage_endpoint=gcs_server.url)
-    await write_corpus(f"gs://{bucket}/b", small, storage_endpoint=gcs_server.url)
-    names = await list_objects(gcs_server.url, bucket)
+    await write_corpus(f"gs://{bucket}/a", small, storage_endpoint=gcs_emulator.url)
+    await write_corpus(f"gs://{bucket}/b", small, storage_endpoint=gcs_emulator.url)
+    names = await list_objects(gcs_emulator.url, bucket)
     assert len(names) == 6
     assert {n.split("/", 1)[0] for n in names} == {"a", "b"}
 
 
 async def test_endpoint_comes_from_storage_emulator_host(
-    gcs_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    gcs_emulator: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url.removeprefix("http://"))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url.removeprefix("http://"))
     bucket = fresh_bucket()
     spec = CorpusSpec(studies=1, instances_per_series=2, seed=2)
     await write_corpus(f"gs://{bucket}", spec)
-    assert len(await list_objects(gcs_server.url, bucket)) == 2
+    assert len(await list_objects(gcs_emulator.url, bucket)) == 2
+
+
+async def test_injected_503s_are_retried_until_everything_lands(tmp_path: Path) -> None:
+    argv = python_module_argv(
+        "bulkmover.emulator.gcs", "--port", "0", "--data-dir", str(tmp_path / "gcs"),
+        "--fault-rate", "0.3",
+    )  # fmt: skip
+    server = start_server(argv, name="gcs-faulty")
+    try:
+        bucket = fresh_bucket()
+        manifest = tmp_path / "m.jsonl"
+        summary = await write_corpus(
+            f"gs://{bucket}/x", SPEC, storage_endpoint=server.url, manifest=manifest
+        )
+        assert summary.files == 46
+        expected = {r["name"]: r["size"] for r in read_manifest(manifest)}
+        listed = await _list_with_retries(server.url, bucket)
+        assert listed == expected
+    finally:
+        server.stop()
+
+
+async def _list_with_retries(url: str, bucket: str) -> dict[str, int]:
+    for _ in range(50):  # the lister here is the test's own: retry the injected 503s
+        try:
+            return await list_objects(url, bucket)
+        except AssertionError:
+            continue
+    raise AssertionError("listing kept failing")
 
 
 async def test_unreachable_endpoint_is_one_line_api_error() -> None:
