@@ -26,11 +26,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
+from pydantic import ValidationError
 
 from bulkmover import __version__
 from bulkmover.errors import ApiError, ConfigError
@@ -62,6 +63,7 @@ USER_AGENT = f"bulkmover/{__version__}"
 _NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 log = structlog.get_logger("bulkmover.healthcare")
+T = TypeVar("T")
 
 
 def _check_endpoint(url: str, what: str) -> str:
@@ -73,6 +75,20 @@ def _check_endpoint(url: str, what: str) -> str:
             " http://127.0.0.1:PORT for the emulator"
         )
     return url
+
+
+def _parse(call: Call, build: Callable[[], T]) -> T:
+    """Build a typed answer; a shape the models do not accept becomes a one-line ApiError."""
+    try:
+        return build()
+    except (ValidationError, TypeError, AttributeError) as err:
+        detail = err.errors()[0] if isinstance(err, ValidationError) and err.errors() else None
+        where = ".".join(str(p) for p in detail["loc"]) if detail else type(err).__name__
+        raise ApiError(
+            f"{call.what}: unexpected answer from the server ({where} is missing or malformed);"
+            " check that the endpoint is the Healthcare API (or the emulator)",
+            reason="BAD_RESPONSE",
+        ) from None
 
 
 class HealthcareClient:
@@ -228,7 +244,8 @@ class HealthcareClient:
             "roles/healthcare.datasetViewer",
             not_found_hint="it may have expired (kept about 30 days) or belong to another dataset",
         )
-        return Operation.model_validate(await self._send(call, "GET", self._url(name)))
+        body = await self._send(call, "GET", self._url(name))
+        return _parse(call, lambda: Operation.model_validate(body))
 
     async def list_operations(
         self,
@@ -253,7 +270,7 @@ class HealthcareClient:
             not_found_hint="check the project, location and dataset names in the config",
         )
         body = await self._send(call, "GET", self._url(dataset.name, "/operations"), params=params)
-        return OperationsPage.from_json(body)
+        return _parse(call, lambda: OperationsPage.from_json(body))
 
     async def iter_operation_pages(
         self, dataset: DatasetPath, filter: str | None = None, page_size: int = 100
@@ -310,7 +327,8 @@ class HealthcareClient:
             not_found_hint="check the project name",
         )
         url = f"{self.logging_endpoint}/v2/entries:list"
-        return LogEntriesPage.from_json(await self._send(call, "POST", url, body=body))
+        answer = await self._send(call, "POST", url, body=body)
+        return _parse(call, lambda: LogEntriesPage.from_json(answer))
 
     async def iter_log_entry_pages(
         self,
@@ -339,7 +357,8 @@ class HealthcareClient:
             "roles/healthcare.datasetViewer",
             not_found_hint="check the project, location and dataset names, or create the dataset",
         )
-        return DatasetInfo.model_validate(await self._send(call, "GET", self._url(dataset.name)))
+        body = await self._send(call, "GET", self._url(dataset.name))
+        return _parse(call, lambda: DatasetInfo.model_validate(body))
 
     async def create_dataset(self, dataset: DatasetPath, *, max_wait: float = 120.0) -> DatasetInfo:
         """Create the dataset and wait until it exists (the API answers with an operation)."""
@@ -372,7 +391,8 @@ class HealthcareClient:
             "roles/healthcare.dicomViewer",
             not_found_hint="check the dataset and store names, or create the store",
         )
-        return DicomStoreInfo.model_validate(await self._send(call, "GET", self._url(store.name)))
+        body = await self._send(call, "GET", self._url(store.name))
+        return _parse(call, lambda: DicomStoreInfo.model_validate(body))
 
     async def create_dicom_store(self, store: StorePath) -> DicomStoreInfo:
         call = Call(
@@ -386,7 +406,7 @@ class HealthcareClient:
         )
         url = self._url(store.dataset.name, "/dicomStores")
         body = await self._send(call, "POST", url, params={"dicomStoreId": store.store}, body={})
-        return DicomStoreInfo.model_validate(body)
+        return _parse(call, lambda: DicomStoreInfo.model_validate(body))
 
     async def ensure_dicom_store(self, store: StorePath) -> bool:
         """Create the dataset and the store when missing; True if anything was created."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -302,15 +303,17 @@ def test_settings_reject_nonsense() -> None:
 
 
 def simulate(
-    probe: ThroughputProbe, curve: object, seconds: int, in_flight: object = None
+    probe: ThroughputProbe,
+    curve: Callable[[int], float],
+    seconds: int,
+    in_flight: int | None = None,
 ) -> list[int]:
     """Feed the probe one sample per second from ``curve(cap) -> instances/s``."""
-    assert callable(curve)
     processed, now, caps = 0.0, 0.0, []
     for _ in range(seconds):
         now += 1.0
         processed += curve(probe.cap)
-        running = probe.cap if in_flight is None else in_flight  # type: ignore[operator]
+        running = probe.cap if in_flight is None else in_flight
         probe.observe(now, int(processed), running)
         caps.append(probe.cap)
     return caps
