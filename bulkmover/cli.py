@@ -113,3 +113,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    main()

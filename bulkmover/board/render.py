@@ -87,7 +87,8 @@ def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
                 op.uri,
                 (op.operation or "starting").rsplit("/", 1)[-1],
                 human_duration(op.age_seconds),
-                f"{done:,}/{op.expected:,}" + (f" [red]({op.failure} failed)[/]" if op.failure else ""),
+                f"{done:,}/{op.expected:,}"
+                + (f" [red]({op.failure} failed)[/]" if op.failure else ""),
             )
         if len(snap.in_flight) > MAX_ROWS:
             ops.caption = f"... and {len(snap.in_flight) - MAX_ROWS} more"

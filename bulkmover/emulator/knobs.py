@@ -67,7 +67,7 @@ def add_knob_flags(
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _scalar_type(annotation)
-            kwargs["metavar"] = name.upper()
+            kwargs["metavar"] = name.upper()  # the knob name, as in a profile
         if info.default is not None and kwargs["help"]:
             kwargs["help"] += f" (default: {info.default})"
         group.add_argument(flag_name(name, prefix), **kwargs)

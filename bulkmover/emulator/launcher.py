@@ -156,7 +156,9 @@ def main(argv: list[str]) -> None:
                 code = server.process.poll()
                 if code is not None:
                     tail = " | ".join(list(server.output)[-3:]) or "no output"
-                    raise EmulatorError(f"the {server.name} emulator exited with code {code}: {tail}")
+                    raise EmulatorError(
+                        f"the {server.name} emulator exited with code {code}: {tail}"
+                    )
     finally:
         cloud.stop()
         print("Local cloud stopped.", file=sys.stderr)
