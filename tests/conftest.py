@@ -59,3 +59,26 @@ def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
     server = start_gcs_emulator(tmp_path_factory.mktemp("gcs-data"))
     yield server
     server.stop()
+
+
+def start_healthcare_emulator(data_dir: Path, gcs_url: str, *extra: str) -> RunningServer:
+    return start_server(
+        python_module_argv(
+            "bulkmover.emulator.healthcare",
+            "--port", "0",
+            "--data-dir", str(data_dir),
+            "--gcs-endpoint", gcs_url,
+            *extra,
+        ),
+        name="healthcare-emulator",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def healthcare_emulator(
+    tmp_path_factory: pytest.TempPathFactory, gcs_emulator: RunningServer
+) -> Iterator[RunningServer]:
+    """Our Healthcare API emulator (default knobs) reading ``gcs_emulator``, for the session."""
+    server = start_healthcare_emulator(tmp_path_factory.mktemp("healthcare-data"), gcs_emulator.url)
+    yield server
+    server.stop()
