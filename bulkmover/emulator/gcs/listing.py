@@ -29,6 +29,8 @@ from bulkmover.emulator.gcs.store import ObjectRow, Store
 MAX_RESULTS = 1000
 MAX_SCANNED_PER_PAGE = 20_000
 GLOB_BATCH = 256
+DELIMITER_FIRST_BATCH = 8
+AFTER_SEEK_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,13 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
         return page
     exhausted = False
     scanned = 0
+    # With a delimiter, rows under a prefix are skipped by a seek, so read small batches after a
+    # seek and grow them while rows keep turning into items.
+    hint = DELIMITER_FIRST_BATCH if q.delimiter else q.max_results + 1
     while len(page.items) + len(page.prefixes) < q.max_results and scanned < MAX_SCANNED_PER_PAGE:
         want = q.max_results - len(page.items) - len(page.prefixes) + 1
         limit = max(want, GLOB_BATCH) if q.glob else want
+        limit = min(limit, hint)
         rows = store.scan(bucket_id, cursor.name, cursor.inclusive, hi, limit)
         if not rows:
             exhausted = True
@@ -178,6 +184,7 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
                 cursor = Cursor(nxt, True)
                 if index + 1 < len(rows) and rows[index + 1].name.startswith(rolled):
                     stopped_early = True  # seek past the rest of this prefix
+                    hint = AFTER_SEEK_BATCH
                     break
             if len(page.items) + len(page.prefixes) >= q.max_results:
                 stopped_early = True
@@ -185,6 +192,8 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
         if not stopped_early and len(rows) < limit:
             exhausted = True
             break
+        if not stopped_early:
+            hint = min(hint * 4, max(q.max_results + 1, GLOB_BATCH if q.glob else 0))
     if not exhausted and _has_more(store, bucket_id, cursor, hi, q):
         page.next_page_token = cursor.encode()
     return page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -26,34 +27,35 @@ WRITABLE_EXTRA_FIELDS = (
 
 def rfc3339(us: int) -> str:
     """Microseconds since the epoch as GCS prints timestamps (millisecond precision, UTC)."""
-    dt = datetime.fromtimestamp(us / 1_000_000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return _rfc3339_seconds(us // 1_000_000) + f".{us // 1000 % 1000:03d}Z"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+@lru_cache(maxsize=4096)
+def _rfc3339_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def object_etag(generation: int, metageneration: int) -> str:
-    """Like GCS's etags: base64 of the (generation, metageneration) protobuf fields."""
-    raw = b"\x08" + _varint(generation) + b"\x10" + _varint(metageneration)
+    """An opaque etag that changes with the generation and the metageneration."""
+    raw = generation.to_bytes(8, "big") + metageneration.to_bytes(4, "big")
     return base64.b64encode(raw).decode()
 
 
+# Percent-encoding of ASCII as urllib.parse.quote(name, safe="") does it, as one str.translate.
+_QUOTE_ASCII = {i: f"%{i:02X}" for i in range(128) if not (chr(i).isalnum() or chr(i) in "-._~")}
+
+
 def quote_name(name: str) -> str:
+    """An object name as one URL path segment (``/`` included, as %2F)."""
+    if name.isascii():
+        return name.translate(_QUOTE_ASCII)
     return quote(name, safe="")
 
 
 def object_resource(row: ObjectRow, bucket: str, base_url: str) -> dict[str, Any]:
     quoted = quote_name(row.name)
+    created = rfc3339(row.created_us)
+    updated = created if row.updated_us == row.created_us else rfc3339(row.updated_us)
     resource: dict[str, Any] = {
         "kind": "storage#object",
         "id": f"{bucket}/{row.name}/{row.generation}",
@@ -72,9 +74,9 @@ def object_resource(row: ObjectRow, bucket: str, base_url: str) -> dict[str, Any
         "md5Hash": row.md5,
         "crc32c": row.crc32c,
         "etag": object_etag(row.generation, row.metageneration),
-        "timeCreated": rfc3339(row.created_us),
-        "updated": rfc3339(row.updated_us),
-        "timeStorageClassUpdated": rfc3339(row.created_us),
+        "timeCreated": created,
+        "updated": updated,
+        "timeStorageClassUpdated": created,
     }
     if row.extra:
         resource.update(row.extra_fields())

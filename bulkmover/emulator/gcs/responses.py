@@ -29,7 +29,7 @@ def json_response(request: web.Request, body: Mapping[str, Any], status: int = 2
         payload = apply_fields(dict(body), parse_fields(spec))
     return web.Response(
         status=status,
-        body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+        body=json.dumps(payload, separators=(",", ":")).encode(),
         content_type="application/json",
         charset="UTF-8",
     )
