@@ -349,7 +349,7 @@ class HealthcareClient:
 
     async def get_dataset(self, dataset: DatasetPath) -> DatasetInfo:
         call = Call(
-            Family.ADMIN,
+            Family.DICOM_OPS,
             "datasets.get",
             f"get dataset {dataset}",
             dataset.name,
@@ -363,7 +363,7 @@ class HealthcareClient:
     async def create_dataset(self, dataset: DatasetPath, *, max_wait: float = 120.0) -> DatasetInfo:
         """Create the dataset and wait until it exists (the API answers with an operation)."""
         call = Call(
-            Family.ADMIN,
+            Family.DICOM_OPS,
             "datasets.create",
             f"create dataset {dataset}",
             dataset.name,
@@ -383,7 +383,7 @@ class HealthcareClient:
 
     async def get_dicom_store(self, store: StorePath) -> DicomStoreInfo:
         call = Call(
-            Family.ADMIN,
+            Family.DICOM_OPS,
             "dicomStores.get",
             f"get DICOM store {store}",
             store.name,
@@ -396,7 +396,7 @@ class HealthcareClient:
 
     async def create_dicom_store(self, store: StorePath) -> DicomStoreInfo:
         call = Call(
-            Family.ADMIN,
+            Family.DICOM_OPS,
             "dicomStores.create",
             f"create DICOM store {store}",
             store.name,

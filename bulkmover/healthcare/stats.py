@@ -17,7 +17,7 @@ class Family(StrEnum):
 
     LRO_START = "lro_start"  # dicomStores.import / export: the LRO quota
     OPERATIONS = "operations"  # operations.get / list / cancel
-    ADMIN = "admin"  # datasets and DICOM stores get / create
+    DICOM_OPS = "dicom_ops"  # datasets and DICOM stores get / create (dicom_ops quota)
     LOGGING = "logging"  # Logging entries:list
 
 

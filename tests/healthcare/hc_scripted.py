@@ -12,10 +12,13 @@ import json
 import socket
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bulkmover.healthcare.retry import RetryPolicy
 
@@ -100,3 +103,73 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class TokenEndpoint:
+    """OAuth token endpoint: answers a JWT-bearer grant with tok-1, tok-2, ..."""
+
+    def __init__(self, expires_in: int = 3600) -> None:
+        self.expires_in = expires_in
+        self.issued = 0
+        self.refuse = False
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        assert str(form["assertion"]).count(".") == 2  # a signed JWT
+        if self.refuse:
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": "Invalid JWT Signature."},
+                status=400,
+            )
+        self.issued += 1
+        return web.json_response(
+            {
+                "access_token": f"tok-{self.issued}",
+                "expires_in": self.expires_in,
+                "token_type": "Bearer",
+            }
+        )
+
+
+async def start_token_endpoint() -> tuple[TokenEndpoint, TestServer]:
+    endpoint = TokenEndpoint()
+    app = web.Application()
+    app.router.add_post("/token", endpoint.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    endpoint.url = f"http://127.0.0.1:{server.port}/token"
+    return endpoint, server
+
+
+# A throwaway key made for the tests: google-auth signs real JWTs with it.
+PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    .decode()
+)
+
+
+def write_key(directory: Path, token_uri: str) -> Path:
+    """A service-account key file whose token endpoint is ``token_uri``."""
+    key = {
+        "type": "service_account",
+        "project_id": "p",
+        "private_key_id": "k1",
+        "private_key": PEM,
+        "client_email": "mover@p.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    path = directory / "key.json"
+    path.write_text(json.dumps(key))
+    return path
+
+
+def secrets_in(text: str) -> list[str]:
+    """Which secrets (tokens, the private key) leak into ``text``."""
+    marks = ["tok-", "PRIVATE KEY", PEM.splitlines()[1][:20]]
+    return [m for m in marks if m in text]

@@ -5,88 +5,25 @@ loop would hang these tests: they also prove the refresh runs off the loop."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from hc_scripted import Answer, RecordingPolicy, ScriptedServer
+from hc_scripted import (
+    PEM,
+    Answer,
+    RecordingPolicy,
+    ScriptedServer,
+    TokenEndpoint,
+    secrets_in,
+    write_key,
+)
 
 from bulkmover.errors import ApiError, ConfigError
 from bulkmover.healthcare import HealthcareClient, StorePath, load_credentials, service_account_file
 
 STORE = StorePath("p", "l", "d", "s")
 OP_NAME = "projects/p/locations/l/datasets/d/operations/1"
-
-
-class TokenEndpoint:
-    """OAuth token endpoint: answers a JWT-bearer grant with tok-1, tok-2, ..."""
-
-    def __init__(self, expires_in: int = 3600) -> None:
-        self.expires_in = expires_in
-        self.issued = 0
-        self.refuse = False
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
-        assert str(form["assertion"]).count(".") == 2  # a signed JWT
-        if self.refuse:
-            return web.json_response(
-                {"error": "invalid_grant", "error_description": "Invalid JWT Signature."},
-                status=400,
-            )
-        self.issued += 1
-        return web.json_response(
-            {
-                "access_token": f"tok-{self.issued}",
-                "expires_in": self.expires_in,
-                "token_type": "Bearer",
-            }
-        )
-
-
-@pytest.fixture
-async def token_endpoint() -> AsyncIterator[TokenEndpoint]:
-    endpoint = TokenEndpoint()
-    app = web.Application()
-    app.router.add_post("/token", endpoint.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    endpoint.url = f"http://127.0.0.1:{server.port}/token"
-    yield endpoint
-    await server.close()
-
-
-PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PEM = PRIVATE_KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
-
-
-def write_key(tmp_path: Path, token_uri: str) -> Path:
-    key = {
-        "type": "service_account",
-        "project_id": "p",
-        "private_key_id": "k1",
-        "private_key": PEM,
-        "client_email": "mover@p.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_uri,
-    }
-    path = tmp_path / "key.json"
-    path.write_text(json.dumps(key))
-    return path
-
-
-def secrets_in(text: str) -> list[str]:
-    marks = ["tok-", "PRIVATE KEY", PEM.splitlines()[1][:20]]
-    return [m for m in marks if m in text]
 
 
 async def test_token_fetched_once_cached_and_sent(
