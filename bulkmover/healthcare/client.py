@@ -50,7 +50,7 @@ from bulkmover.healthcare.operations import (
     wait_for_operation,
 )
 from bulkmover.healthcare.resources import DatasetInfo, DatasetPath, DicomStoreInfo, StorePath
-from bulkmover.healthcare.retry import NOT_STARTED_STATUSES, RetryPolicy, parse_retry_after
+from bulkmover.healthcare.retry import RetryPolicy, parse_retry_after
 from bulkmover.healthcare.stats import ClientStats, Family, RequestEvent
 
 DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
@@ -484,7 +484,11 @@ class HealthcareClient:
             # Decide: retry, raise "outcome unknown", or raise the error.
             outcome_unknown = call.starts_operation and (
                 (failure is not None and sent)
-                or (status is not None and status >= 500 and status not in NOT_STARTED_STATUSES)
+                or (
+                    status is not None
+                    and status >= 500
+                    and status not in policy.not_started_statuses
+                )
             )
             if status == 401 and not reauthenticated and not self.credentials.anonymous:
                 retriable = True  # a token revoked or expired early: fetch a new one, once

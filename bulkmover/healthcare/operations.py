@@ -299,6 +299,7 @@ async def operations_started_since(
     known: Iterable[str] = (),
     skew: timedelta = timedelta(seconds=30),
     filter: str | None = None,
+    page_size: int = 1000,
 ) -> list[Operation]:
     """Operations created at or after ``since - skew`` (naive means UTC) not in ``known``.
 
@@ -307,7 +308,9 @@ async def operations_started_since(
     this can only narrow candidates down: exactly one unknown candidate after one ambiguous start
     is almost surely it; zero means resubmit (re-importing is safe: existing instances are
     skipped); several means the caller cannot tell and should resubmit too. Matching on
-    ``apiMethodName`` ignores the v1/v1beta1 difference in the method's package.
+    ``apiMethodName`` ignores the v1/v1beta1 difference in the method's package. It reads every
+    operation of the dataset (one call per ``page_size``): after several ambiguous starts, resolve
+    them together with one call and ``since`` = the earliest ``sent_at``.
     """
     known_names = set(known)
     if since.tzinfo is None:
@@ -315,7 +318,7 @@ async def operations_started_since(
     cutoff = since - skew
     wanted = api_method.rsplit(".", 1)[-1] if api_method else None
     result = []
-    for op in await iter_operations(client, dataset, filter):
+    for op in await iter_operations(client, dataset, filter, page_size):
         if op.name in known_names:
             continue
         method = op.metadata.api_method_name or ""

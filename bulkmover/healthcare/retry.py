@@ -27,13 +27,16 @@ class RetryPolicy:
     """How many times and how long to retry one request.
 
     ``max_attempts`` counts the first try. ``max_retry_after`` caps a server's Retry-After so a
-    bogus header cannot stall a run for hours.
+    bogus header cannot stall a run for hours. ``not_started_statuses`` are the answers to an
+    import/export POST that prove no operation started (so it is re-sent); add 500 only for a
+    server known to fail before any effect (the emulator does).
     """
 
     max_attempts: int = 7
     base_delay: float = 0.5
     max_delay: float = 32.0
     max_retry_after: float = 120.0
+    not_started_statuses: frozenset[int] = NOT_STARTED_STATUSES
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def delay(self, retry: int, retry_after: float | None = None) -> float:

@@ -129,3 +129,27 @@ async def test_load_credentials_kinds(tmp_path: Path) -> None:
         await load_credentials("service_account")
     with pytest.raises(ConfigError, match="unknown kind"):
         await load_credentials("password")
+
+
+async def test_application_default_credentials_from_the_environment(
+    tmp_path: Path,
+    token_endpoint: TokenEndpoint,
+    scripted: ScriptedServer,
+    fast_retry: RecordingPolicy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "GOOGLE_APPLICATION_CREDENTIALS", str(write_key(tmp_path, token_endpoint.url))
+    )
+    creds = await load_credentials("adc")
+    assert repr(creds) == "GoogleCredentials(service account mover@p.iam.gserviceaccount.com)"
+    scripted.default.body = {"name": OP_NAME}
+    async with HealthcareClient(
+        endpoint=scripted.url, credentials=creds, retry=fast_retry
+    ) as client:
+        await client.get_operation(OP_NAME)
+    assert scripted.seen[0].headers["Authorization"] == "Bearer tok-1"
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "nowhere.json"))
+    with pytest.raises(ConfigError, match="gcloud auth application-default login"):
+        await load_credentials("adc")

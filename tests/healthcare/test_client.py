@@ -338,3 +338,13 @@ def test_resource_names_parse_and_reject() -> None:
         StorePath.parse("projects/p/locations/l/datasets/d")
     with pytest.raises(ConfigError):
         DatasetPath("p", "l", "bad/id")
+
+
+async def test_a_trusted_500_can_be_declared_safe_to_resend(scripted: ScriptedServer) -> None:
+    """The emulator fails with 500 before any effect; a caller may say so."""
+    policy = RecordingPolicy()
+    object.__setattr__(policy, "not_started_statuses", frozenset({429, 500, 503}))
+    scripted.then(scripted.error(500, "INTERNAL"), Answer(200, {"name": OP_NAME}))
+    async with client_for(scripted, policy) as client:
+        assert (await client.import_dicom(STORE, "gs://b/**.dcm")).name == OP_NAME
+    assert len(scripted.seen) == 2
