@@ -37,12 +37,13 @@ def run_corpus(
 ) -> CorpusSummary:
     """Write the corpus with a progress bar on the terminal; return the summary."""
     destination = parse_destination(dest)
-    counters = WriteCounters()
+    spec = spec.resolved()
+    counters = WriteCounters(files_total=spec.files)
     with live_progress(counters, console):
         return asyncio.run(
             write_corpus(
                 destination,
-                spec.resolved(),
+                spec,
                 storage_endpoint=storage_endpoint,
                 concurrency=concurrency,
                 manifest=manifest,

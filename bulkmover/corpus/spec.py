@@ -107,6 +107,7 @@ class CorpusSummary:
         rate = self.files / self.seconds if self.seconds > 0 else 0.0
         return (
             f"corpus: {self.instances} instances, {self.bad_files} bad files, "
-            f"{self.bytes} bytes in {self.seconds:.1f} s ({rate:.0f} files/s) "
+            f"{self.bytes} bytes ({self.bytes / 1e6:.1f} MB) in {self.seconds:.1f} s "
+            f"({rate:.0f} files/s) "
             f"-> {self.destination} (seed {self.seed})"
         )

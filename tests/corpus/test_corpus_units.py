@@ -128,3 +128,20 @@ def test_spec_limits_and_flag_named_errors() -> None:
         make_spec(studies=1, series_per_study=10**6)
     spec = make_spec(studies=2, series_per_study=3, instances_per_series=4, bad_files=5)
     assert (spec.instances, spec.files) == (24, 29)
+
+
+def test_progress_view_reads_the_counters() -> None:
+    from rich.console import Console
+
+    from bulkmover.corpus import WriteCounters
+    from bulkmover.corpus.progress import ProgressView
+    from bulkmover.corpus.spec import CorpusFile, FileKind
+
+    counters = WriteCounters(files_total=10)
+    counters.landed(CorpusFile(name="a.dcm", data=b"x" * 1500, kind=FileKind.DICOM))
+    counters.landed(CorpusFile(name="b.dcm", data=b"", kind=FileKind.EMPTY))
+    console = Console(record=True, width=120, color_system=None)
+    console.print(ProgressView(counters))
+    text = console.export_text()
+    assert "2/10 files" in text and "1.5 kB" in text and "files/s" in text
+    assert (counters.instances_done, counters.bad_done) == (1, 1)
