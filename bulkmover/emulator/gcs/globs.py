@@ -16,12 +16,14 @@ The literal text before the first wildcard narrows the scanned name range, so a 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
 from bulkmover.emulator.gcs.errors import GcsApiError
 
 MAX_GLOB_LENGTH = 1024
+MAX_ALTERNATIVES = 256
 _SPECIAL = set("*?[{\\")
 
 
@@ -40,14 +42,68 @@ def bad_glob(pattern: str, why: str) -> GcsApiError:
 
 
 def compile_glob(pattern: str) -> Glob:
-    """Compile ``pattern``; a malformed one is a 400 ``invalid`` error."""
+    """Compile ``pattern``; a malformed one is a 400 ``invalid`` error.
+
+    Braces are expanded first (``a{b,c}d`` is ``abd`` or ``acd``), so that whether ``**`` stands
+    for a whole segment is decided in each alternative, as a reader of the pattern expects.
+    """
     if not pattern:
         raise bad_glob(pattern, "it is empty")
     if len(pattern) > MAX_GLOB_LENGTH:
         raise bad_glob(pattern, f"it is longer than {MAX_GLOB_LENGTH} characters")
-    source, end = _Translator(pattern).translate(0, in_braces=False)
-    assert end == len(pattern)
-    return Glob(pattern, re.compile(source, re.DOTALL), literal_prefix(pattern))
+    alternatives = expand_braces(pattern)
+    sources = [_translate(pattern, alternative) for alternative in alternatives]
+    source = sources[0] if len(sources) == 1 else "(?:" + "|".join(sources) + ")"
+    prefix = os.path.commonprefix([literal_prefix(a) for a in alternatives])
+    return Glob(pattern, re.compile(source, re.DOTALL), prefix)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """The brace-free alternatives of ``pattern`` (nested braces allowed, escapes kept)."""
+    out: list[str] = []
+    pending = [pattern]
+    while pending:
+        current = pending.pop()
+        found = _first_group(pattern, current)
+        if found is None:
+            out.append(current)
+            continue
+        start, end, parts = found
+        pending.extend(current[:start] + part + current[end + 1 :] for part in reversed(parts))
+        if len(out) + len(pending) > MAX_ALTERNATIVES:
+            raise bad_glob(pattern, f"its braces expand to more than {MAX_ALTERNATIVES} patterns")
+    return out
+
+
+def _first_group(pattern: str, text: str) -> tuple[int, int, list[str]] | None:
+    """(index of the first top-level '{', index of its '}', the alternatives inside)."""
+    depth = 0
+    start = -1
+    parts: list[str] = []
+    part_start = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            if depth == 0:
+                start = i
+                part_start = i + 1
+            depth += 1
+        elif c == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                parts.append(text[part_start:i])
+                return start, i, parts
+        elif c == "," and depth == 1:
+            parts.append(text[part_start:i])
+            part_start = i + 1
+        i += 1
+    if depth > 0:
+        raise bad_glob(pattern, "a '{' is never closed")
+    return None
 
 
 def literal_prefix(pattern: str) -> str:
@@ -67,95 +123,74 @@ def literal_prefix(pattern: str) -> str:
     return "".join(out)
 
 
-class _Translator:
-    def __init__(self, pattern: str) -> None:
-        self.p = pattern
-
-    def translate(self, i: int, *, in_braces: bool) -> tuple[str, int]:
-        """Translate from ``i`` up to the end (or, in braces, up to an unnested ``,``/``}``)."""
-        p = self.p
-        out: list[str] = []
-        while i < len(p):
-            c = p[i]
-            if in_braces and c in ",}":
-                return "".join(out), i
-            if c == "\\":
-                if i + 1 == len(p):
-                    raise bad_glob(p, "it ends with a lone backslash")
-                out.append(re.escape(p[i + 1]))
-                i += 2
-            elif c == "*":
-                if i + 1 < len(p) and p[i + 1] == "*":
-                    at_segment_start = i == 0 or p[i - 1] == "/"
-                    if at_segment_start and i + 2 < len(p) and p[i + 2] == "/":
-                        out.append("(?:.*/)?")
-                        i += 3
-                    else:
-                        out.append(".*")
-                        i += 2
-                        while i < len(p) and p[i] == "*":
-                            i += 1
+def _translate(pattern: str, p: str) -> str:
+    """The regular expression of one brace-free alternative ``p`` of ``pattern``."""
+    out: list[str] = []
+    i = 0
+    while i < len(p):
+        c = p[i]
+        if c == "\\":
+            if i + 1 == len(p):
+                raise bad_glob(pattern, "it ends with a lone backslash")
+            out.append(re.escape(p[i + 1]))
+            i += 2
+        elif c == "*":
+            if i + 1 < len(p) and p[i + 1] == "*":
+                at_segment_start = i == 0 or p[i - 1] == "/"
+                if at_segment_start and i + 2 < len(p) and p[i + 2] == "/":
+                    out.append("(?:.*/)?")
+                    i += 3
                 else:
-                    out.append("[^/]*")
-                    i += 1
-            elif c == "?":
-                out.append("[^/]")
-                i += 1
-            elif c == "[":
-                cls, i = self._char_class(i)
-                out.append(cls)
-            elif c == "{":
-                alternatives: list[str] = []
-                i += 1
-                while True:
-                    alt, i = self.translate(i, in_braces=True)
-                    alternatives.append(alt)
-                    if i >= len(p):
-                        raise bad_glob(p, "a '{' is never closed")
-                    if p[i] == "}":
+                    out.append(".*")
+                    i += 2
+                    while i < len(p) and p[i] == "*":
                         i += 1
-                        break
-                    i += 1  # the ','
-                out.append("(?:" + "|".join(alternatives) + ")")
             else:
-                out.append(re.escape(c))
+                out.append("[^/]*")
                 i += 1
-        if in_braces:
-            raise bad_glob(p, "a '{' is never closed")
-        return "".join(out), i
+        elif c == "?":
+            out.append("[^/]")
+            i += 1
+        elif c == "[":
+            cls, i = _char_class(pattern, p, i)
+            out.append(cls)
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
 
-    def _char_class(self, i: int) -> tuple[str, int]:
-        p = self.p
-        j = i + 1
-        negate = j < len(p) and p[j] in "!^"
-        if negate:
+
+def _char_class(pattern: str, p: str, i: int) -> tuple[str, int]:
+    j = i + 1
+    negate = j < len(p) and p[j] in "!^"
+    if negate:
+        j += 1
+    members: list[str] = []
+    first = True
+    while True:
+        if j >= len(p):
+            raise bad_glob(pattern, "a '[' is never closed")
+        c = p[j]
+        if c == "]" and not first:
             j += 1
-        members: list[str] = []
-        first = True
-        while True:
-            if j >= len(p):
-                raise bad_glob(p, "a '[' is never closed")
-            c = p[j]
-            if c == "]" and not first:
+            break
+        if c == "\\" and j + 1 < len(p):
+            c = p[j + 1]
+            j += 1
+        if j + 2 < len(p) and p[j + 1] == "-" and p[j + 2] != "]":
+            hi = p[j + 2]
+            if hi == "\\" and j + 3 < len(p):
+                hi = p[j + 3]
                 j += 1
-                break
-            if c == "\\" and j + 1 < len(p):
-                c = p[j + 1]
-                j += 1
-            if j + 2 < len(p) and p[j + 1] == "-" and p[j + 2] != "]":
-                hi = p[j + 2]
-                if hi == "\\" and j + 3 < len(p):
-                    hi = p[j + 3]
-                    j += 1
-                if ord(hi) < ord(c):
-                    raise bad_glob(p, f"the range {c}-{hi} is reversed")
-                members.append(_class_char(c) + "-" + _class_char(hi))
-                j += 3
-            else:
-                members.append(_class_char(c))
-                j += 1
-            first = False
-        return "[" + ("^" if negate else "") + "".join(members) + "]", j
+            if ord(hi) < ord(c):
+                raise bad_glob(pattern, f"the range {c}-{hi} is reversed")
+            members.append(_class_char(c) + "-" + _class_char(hi))
+            j += 3
+        else:
+            members.append(_class_char(c))
+            j += 1
+        first = False
+    return "[" + ("^" if negate else "") + "".join(members) + "]", j
 
 
 def _class_char(c: str) -> str:

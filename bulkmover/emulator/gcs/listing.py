@@ -6,7 +6,8 @@ Every parameter narrows one name range ``[lo, hi)`` of the primary key: ``prefix
 prefix in one index seek, so a page of 1000 "directories" costs 1000 seeks, not a walk through
 their contents.
 
-Prefixes and items count together toward ``maxResults`` (at most 1000). The page token encodes
+Prefixes and items count together toward ``maxResults`` (at most 1000); an object that
+``includeTrailingDelimiter`` reports both as an item and as a prefix counts once. The page token encodes
 where the next page starts: just after the last name returned, or just after the last prefix.
 Objects that ``matchGlob`` rejects are invisible (they roll up into no prefix). A glob that rejects
 long runs of names may end a page early, even empty, with a token: only a page without
@@ -147,19 +148,16 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
     cursor, hi = name_range(q)
     if hi is not None and cursor.name >= hi:
         return page
+    results = 0  # objects and prefixes; an object that is also its own prefix counts once
     exhausted = False
     scanned = 0
     # With a delimiter, rows under a prefix are skipped by a seek, so read small batches after a
     # seek and grow them while rows keep turning into items.
     hint = DELIMITER_FIRST_BATCH if q.delimiter else q.max_results + 1
-    while len(page.items) + len(page.prefixes) < q.max_results and scanned < MAX_SCANNED_PER_PAGE:
-        want = q.max_results - len(page.items) - len(page.prefixes) + 1
-        limit = max(want, GLOB_BATCH) if q.glob else want
-        limit = min(limit, hint)
+    while results < q.max_results and scanned < MAX_SCANNED_PER_PAGE:
+        want = q.max_results - results + 1
+        limit = min(max(want, GLOB_BATCH) if q.glob else want, hint)
         rows = store.scan(bucket_id, cursor.name, cursor.inclusive, hi, limit)
-        if not rows:
-            exhausted = True
-            break
         stopped_early = False
         for index, row in enumerate(rows):
             scanned += 1
@@ -169,6 +167,7 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
                     stopped_early = True
                     break
                 continue
+            results += 1
             rolled = _rolled_prefix(row.name, q)
             if rolled is None:
                 page.items.append(row)
@@ -178,15 +177,14 @@ def list_page(store: Store, bucket_id: int, q: ListQuery) -> ListPage:
                     page.items.append(row)
                 nxt = successor(rolled)
                 if nxt is None:
-                    exhausted = True
-                    stopped_early = True
+                    exhausted = stopped_early = True
                     break
                 cursor = Cursor(nxt, True)
                 if index + 1 < len(rows) and rows[index + 1].name.startswith(rolled):
                     stopped_early = True  # seek past the rest of this prefix
                     hint = AFTER_SEEK_BATCH
                     break
-            if len(page.items) + len(page.prefixes) >= q.max_results:
+            if results >= q.max_results:
                 stopped_early = True
                 break
         if not stopped_early and len(rows) < limit:
