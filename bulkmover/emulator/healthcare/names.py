@@ -86,10 +86,14 @@ def parse_gcs_uri(uri: object, field: str, *, allow_empty_object: bool = False) 
     if not uri.startswith("gs://"):
         raise invalid(f"{field} {uri!r} must start with gs://")
     bucket, _, obj = uri[len("gs://") :].partition("/")
+    if "*" in bucket or "?" in bucket:
+        raise invalid(
+            f"{field} {uri!r}: wildcards are allowed only in the object part, not in the bucket"
+        )
     if not _BUCKET.fullmatch(bucket):
         raise invalid(
-            f"{field} {uri!r} has an invalid bucket name {bucket!r} (wildcards are allowed "
-            f"only in the object part)"
+            f"{field} {uri!r} has an invalid bucket name {bucket!r}: 3 to 222 lower-case "
+            f"letters, digits, '-', '_' or '.'"
         )
     if not obj and not allow_empty_object:
         raise invalid(f"{field} {uri!r} names no object: give gs://{bucket}/PATH")
