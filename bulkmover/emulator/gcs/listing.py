@@ -7,8 +7,8 @@ prefix in one index seek, so a page of 1000 "directories" costs 1000 seeks, not 
 their contents.
 
 Prefixes and items count together toward ``maxResults`` (at most 1000); an object that
-``includeTrailingDelimiter`` reports both as an item and as a prefix counts once. The page token encodes
-where the next page starts: just after the last name returned, or just after the last prefix.
+``includeTrailingDelimiter`` reports both as an item and as a prefix counts once. The page token
+encodes where the next page starts: just after the last name returned, or after the last prefix.
 Objects that ``matchGlob`` rejects are invisible (they roll up into no prefix). A glob that rejects
 long runs of names may end a page early, even empty, with a token: only a page without
 ``nextPageToken`` ends a listing, as on the real service.

@@ -42,8 +42,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         reason = _HTTP_REASONS.get(exc.status, "invalid")
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return error_response(GcsApiError(exc.status, reason, message or "Error"))
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
+    except ConnectionResetError:
+        return web.Response(status=499)  # the client hung up; nobody reads this answer
     except Exception as exc:  # noqa: BLE001 - the server must survive any request
         print(
             f"gcs emulator: {request.method} {request.path_qs[:300]} failed: {exc!r}",

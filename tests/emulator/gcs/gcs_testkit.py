@@ -9,9 +9,15 @@ from __future__ import annotations
 import http.client
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
+
+from bulkmover.emulator.processes import RunningServer
+
+# The ``start_gcs`` fixture: start our emulator with extra flags, ``data_dir=`` optional.
+StartGcs = Callable[..., RunningServer]
 
 
 @dataclass
@@ -145,3 +151,29 @@ class GcsHttp:
             if not token:
                 return listing
         raise AssertionError(f"listing of {bucket} {params} did not end in {max_pages} pages")
+
+
+def reidentified_dicom(sample: str, patient: str, padding: int = 0) -> bytes:
+    """A pydicom sample with a new patient and fresh UIDs (and ``padding`` bytes of private
+    data, to make files that span several upload chunks)."""
+    import io
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    path = get_testdata_file(sample)
+    assert path is not None, sample
+    ds = pydicom.dcmread(path)
+    ds.PatientName = patient
+    ds.PatientID = patient.upper().replace("^", "")
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if padding:
+        block = ds.private_block(0x0011, "bulkmover tests", create=True)
+        block.add_new(0x01, "OB", bytes(range(256)) * (padding // 256 + 1))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
