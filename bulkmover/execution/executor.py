@@ -38,7 +38,8 @@ from bulkmover.healthcare.failures import OutcomeUnknownError
 from bulkmover.healthcare.operations import ErrorClass, Operation, PollSchedule
 from bulkmover.healthcare.resources import DatasetPath, StorePath
 from bulkmover.healthcare.stats import Family, RequestEvent
-from bulkmover.state.runs import RunLedger, ShardRun, ShardState
+from bulkmover.state.runs import RunLedger, ShardRun
+from bulkmover.state.store import ShardState
 
 log = structlog.get_logger("bulkmover.executor")
 
@@ -200,7 +201,7 @@ class Executor:
 
     async def _submit(self, shard: ShardRun) -> None:
         """Start one import; the slot taken from the gate is released when it ends."""
-        self.ledger.mark_submitting(shard.shard_id)
+        self.ledger.claim(shard.shard_id)
         try:
             ref = await self.client.import_dicom(
                 self.settings.store, shard.uri, self.settings.blob_storage_class

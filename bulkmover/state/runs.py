@@ -1,16 +1,17 @@
 """The executor's half of the state file: each shard's run state, its operations, and events.
 
-Every transition is one short transaction, committed before anything depends on it, so any prefix
-of the commits is a consistent state:
+The columns live on the planner's ``shards`` table (schema migration 2), so a shard has one state
+that both ``plan --replan`` and ``run`` respect. Every transition is one short transaction,
+committed before anything depends on it, so any prefix of the commits is a consistent state:
 
-    pending --submit--> submitting --POST answered--> running --done--> done | failed
-       ^                    |                            |
-       +---- requeued ------+----------------------------+  (transient error, with not_before)
+    pending --claim--> running (no operation yet) --POST answered--> running (operation)
+       ^                      |                                          |
+       +------- requeue ------+------------------------------------------+--> done | failed
 
-A shard found ``submitting`` on resume never got an operation name back: its import is sent
+A shard found ``running`` with no operation on resume never got a name back: its import is sent
 again (imports skip instances already stored, so this cannot duplicate data). A shard found
-``running`` has its operation name committed: the executor re-attaches to that operation and never
-submits the shard again while it may still be running.
+``running`` with an operation name re-attaches to it and is never submitted again while that
+operation may still be running.
 """
 
 from __future__ import annotations
@@ -19,71 +20,21 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS shard_runs (
-    shard_id     INTEGER PRIMARY KEY,
-    uri          TEXT NOT NULL,
-    expected     INTEGER NOT NULL,
-    bytes        INTEGER NOT NULL,
-    state        TEXT NOT NULL DEFAULT 'pending',
-    operation    TEXT,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    not_before   REAL NOT NULL DEFAULT 0,
-    submitted_at REAL,
-    ended_at     REAL,
-    success      INTEGER NOT NULL DEFAULT 0,
-    failure      INTEGER NOT NULL DEFAULT 0,
-    error        TEXT,
-    drift        INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS shard_runs_state ON shard_runs (state, not_before, shard_id);
-CREATE TABLE IF NOT EXISTS operations (
-    name        TEXT PRIMARY KEY,
-    shard_id    INTEGER NOT NULL,
-    attempt     INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    ended_at    REAL,
-    done        INTEGER NOT NULL DEFAULT 0,
-    success     INTEGER NOT NULL DEFAULT 0,
-    failure     INTEGER NOT NULL DEFAULT 0,
-    error       TEXT
-);
-CREATE INDEX IF NOT EXISTS operations_shard ON operations (shard_id);
-CREATE TABLE IF NOT EXISTS events (
-    id        INTEGER PRIMARY KEY,
-    at        REAL NOT NULL,
-    shard_id  INTEGER,
-    kind      TEXT NOT NULL,
-    detail    TEXT NOT NULL DEFAULT ''
-);
-"""
-
-
-class ShardState(StrEnum):
-    PENDING = "pending"
-    SUBMITTING = "submitting"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
+from bulkmover.state.store import ShardState
 
 TERMINAL = (ShardState.DONE, ShardState.FAILED)
-
-
-@dataclass(frozen=True)
-class PlannedShard:
-    """What the executor needs of a planned shard."""
-
-    id: int
-    uri: str
-    objects: int
-    bytes: int
+_COLUMNS = (
+    "id, uri, objects, bytes, state, operation, attempts, not_before, submitted_at, ended_at, "
+    "success, failure, error, drift"
+)
 
 
 @dataclass(frozen=True)
 class ShardRun:
+    """A shard as the executor sees it: the plan's URI and counts, plus its run state."""
+
     shard_id: int
     uri: str
     expected: int
@@ -100,23 +51,11 @@ class ShardRun:
     drift: bool
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> ShardRun:
+    def from_row(cls, row: Any) -> ShardRun:
         return cls(
-            shard_id=row["shard_id"],
-            uri=row["uri"],
-            expected=row["expected"],
-            bytes=row["bytes"],
-            state=ShardState(row["state"]),
-            operation=row["operation"],
-            attempts=row["attempts"],
-            not_before=row["not_before"],
-            submitted_at=row["submitted_at"],
-            ended_at=row["ended_at"],
-            success=row["success"],
-            failure=row["failure"],
-            error=row["error"],
-            drift=bool(row["drift"]),
-        )
+            row[0], row[1], row[2], row[3], ShardState(row[4]), row[5], row[6], row[7],
+            row[8], row[9], row[10], row[11], row[12], bool(row[13]),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -141,63 +80,20 @@ class Event:
     detail: str
 
 
-def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in WAL mode; read-only connections never block the writer."""
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    else:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
 class RunLedger:
-    """Shard run states, operations and events in the state file (one writer: the executor)."""
+    """Shard run states, operations and events on an open state file (one writer: ``run``)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._now = time.time
 
-    # -- schema and plan ---------------------------------------------------------------------
-
-    def ensure_schema(self) -> None:
-        self.conn.executescript(SCHEMA)
-
-    def sync_plan(self, shards: Iterable[PlannedShard]) -> int:
-        """Add planned shards not yet known; drop pending ones no longer planned. Returns adds."""
-        with self._tx():
-            before = self.conn.total_changes
-            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS planned (id INTEGER PRIMARY KEY)")
-            self.conn.execute("DELETE FROM planned")
-            rows = ((s.id, s.uri, s.objects, s.bytes) for s in shards)
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO shard_runs (shard_id, uri, expected, bytes) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
-            added = self.conn.total_changes - before
-            return added
-
-    def drop_unplanned(self, planned_ids: set[int]) -> int:
-        """Forget pending shards that a replan removed (shards that ran are kept)."""
-        stale = [
-            r["shard_id"]
-            for r in self.conn.execute("SELECT shard_id FROM shard_runs WHERE state='pending'")
-            if r["shard_id"] not in planned_ids
-        ]
-        with self._tx():
-            self.conn.executemany("DELETE FROM shard_runs WHERE shard_id=?", ((i,) for i in stale))
-        return len(stale)
-
     # -- transitions (each one committed) ----------------------------------------------------
 
     def recover_interrupted(self) -> list[ShardRun]:
-        """On start: shards left ``submitting`` go back to pending; return those ``running``."""
+        """On start: claimed shards with no operation go back to pending; return the running."""
         with self._tx():
             n = self.conn.execute(
-                "UPDATE shard_runs SET state='pending' WHERE state='submitting'"
+                "UPDATE shards SET state='pending' WHERE state='running' AND operation IS NULL"
             ).rowcount
             if n:
                 self._event(None, "resume", f"{n} shard(s) had no operation name yet: resubmit")
@@ -205,24 +101,25 @@ class RunLedger:
 
     def next_pending(self, now: float, limit: int = 64) -> list[ShardRun]:
         rows = self.conn.execute(
-            "SELECT * FROM shard_runs WHERE state='pending' AND not_before<=? "
-            "ORDER BY shard_id LIMIT ?",
+            f"SELECT {_COLUMNS} FROM shards WHERE state='pending' AND not_before<=? "
+            "ORDER BY id LIMIT ?",
             (now, limit),
         )
         return [ShardRun.from_row(r) for r in rows]
 
     def next_wakeup(self) -> float | None:
-        """The earliest not_before of a delayed pending shard, or None."""
+        """The earliest not_before of a pending shard, or None when none is pending."""
         row = self.conn.execute(
-            "SELECT MIN(not_before) FROM shard_runs WHERE state='pending'"
+            "SELECT MIN(not_before) FROM shards WHERE state='pending'"
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def mark_submitting(self, shard_id: int) -> None:
+    def claim(self, shard_id: int) -> None:
+        """About to POST its import: ``running`` with no operation, one more attempt."""
         with self._tx():
             self.conn.execute(
-                "UPDATE shard_runs SET state='submitting', attempts=attempts+1, submitted_at=?, "
-                "error=NULL WHERE shard_id=?",
+                "UPDATE shards SET state='running', operation=NULL, attempts=attempts+1, "
+                "submitted_at=?, success=0, failure=0, error=NULL WHERE id=?",
                 (self._now(), shard_id),
             )
 
@@ -231,13 +128,9 @@ class RunLedger:
         now = self._now()
         with self._tx():
             attempt = self.conn.execute(
-                "SELECT attempts FROM shard_runs WHERE shard_id=?", (shard_id,)
+                "SELECT attempts FROM shards WHERE id=?", (shard_id,)
             ).fetchone()[0]
-            self.conn.execute(
-                "UPDATE shard_runs SET state='running', operation=?, success=0, failure=0 "
-                "WHERE shard_id=?",
-                (operation, shard_id),
-            )
+            self.conn.execute("UPDATE shards SET operation=? WHERE id=?", (operation, shard_id))
             self.conn.execute(
                 "INSERT OR IGNORE INTO operations (name, shard_id, attempt, started_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -246,13 +139,13 @@ class RunLedger:
 
     def record_progress(self, updates: Iterable[tuple[str, int, int]]) -> None:
         """Live counters (operation, success, failure) of running operations, in one commit."""
-        rows = [(s, f, name) for name, s, f in updates]
+        rows = [(ok, bad, name) for name, ok, bad in updates]
         if not rows:
             return
         with self._tx():
             self.conn.executemany("UPDATE operations SET success=?, failure=? WHERE name=?", rows)
             self.conn.executemany(
-                "UPDATE shard_runs SET success=?, failure=? WHERE operation=? AND state='running'",
+                "UPDATE shards SET success=?, failure=? WHERE operation=? AND state='running'",
                 rows,
             )
 
@@ -268,7 +161,7 @@ class RunLedger:
         drift: bool = False,
         retry_at: float | None = None,
     ) -> None:
-        """An operation ended: the shard is done, failed, or (``retry_at``) pending again."""
+        """An operation ended: the shard is done, failed, or (PENDING) queued again."""
         now = self._now()
         with self._tx():
             self.conn.execute(
@@ -277,8 +170,8 @@ class RunLedger:
                 (now, success, failure, error, operation),
             )
             self.conn.execute(
-                "UPDATE shard_runs SET state=?, ended_at=?, success=?, failure=?, error=?, "
-                "drift=?, not_before=? WHERE shard_id=?",
+                "UPDATE shards SET state=?, ended_at=?, success=?, failure=?, error=?, drift=?, "
+                "not_before=? WHERE id=?",
                 (
                     state.value,
                     now if state in TERMINAL else None,
@@ -297,7 +190,8 @@ class RunLedger:
         """A start that did not happen (quota, transient error): try again at ``retry_at``."""
         with self._tx():
             self.conn.execute(
-                "UPDATE shard_runs SET state='pending', not_before=?, error=? WHERE shard_id=?",
+                "UPDATE shards SET state='pending', operation=NULL, not_before=?, error=? "
+                "WHERE id=?",
                 (retry_at, reason, shard_id),
             )
             self._event(shard_id, "requeued", reason)
@@ -306,10 +200,21 @@ class RunLedger:
         """A start refused for good (bad request): the shard fails without an operation."""
         with self._tx():
             self.conn.execute(
-                "UPDATE shard_runs SET state='failed', ended_at=?, error=? WHERE shard_id=?",
+                "UPDATE shards SET state='failed', ended_at=?, error=? WHERE id=?",
                 (self._now(), error, shard_id),
             )
             self._event(shard_id, "failed", error)
+
+    def retry_failed(self) -> int:
+        """Put failed shards (and done ones with failed files) back in the queue."""
+        with self._tx():
+            n = self.conn.execute(
+                "UPDATE shards SET state='pending', not_before=0, operation=NULL "
+                "WHERE state='failed' OR (state='done' AND failure>0)"
+            ).rowcount
+            if n:
+                self._event(None, "retry", f"{n} shard(s) queued again")
+        return int(n)
 
     def event(self, shard_id: int | None, kind: str, detail: str) -> None:
         with self._tx():
@@ -319,12 +224,12 @@ class RunLedger:
 
     def shards_in(self, state: ShardState) -> list[ShardRun]:
         rows = self.conn.execute(
-            "SELECT * FROM shard_runs WHERE state=? ORDER BY shard_id", (state.value,)
+            f"SELECT {_COLUMNS} FROM shards WHERE state=? ORDER BY id", (state.value,)
         )
         return [ShardRun.from_row(r) for r in rows]
 
     def iter_shards(self) -> Iterator[ShardRun]:
-        for row in self.conn.execute("SELECT * FROM shard_runs ORDER BY shard_id"):
+        for row in self.conn.execute(f"SELECT {_COLUMNS} FROM shards ORDER BY id"):
             yield ShardRun.from_row(row)
 
     def totals(self) -> RunTotals:
@@ -332,12 +237,12 @@ class RunLedger:
             """SELECT COUNT(*),
                       COALESCE(SUM(state='done'), 0),
                       COALESCE(SUM(state='failed'), 0),
-                      COALESCE(SUM(state IN ('running', 'submitting')), 0),
+                      COALESCE(SUM(state='running'), 0),
                       COALESCE(SUM(state='pending'), 0),
                       COALESCE(SUM(success), 0), COALESCE(SUM(failure), 0),
-                      COALESCE(SUM(expected), 0), COALESCE(SUM(bytes), 0),
+                      COALESCE(SUM(objects), 0), COALESCE(SUM(bytes), 0),
                       COALESCE(SUM(CASE WHEN state='done' THEN bytes ELSE 0 END), 0)
-               FROM shard_runs"""
+               FROM shards"""
         ).fetchone()
         return RunTotals(*(int(v) for v in row))
 
@@ -353,11 +258,12 @@ class RunLedger:
         return [Event(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
 
     def operation_count(self, shard_id: int) -> int:
-        return int(
-            self.conn.execute(
-                "SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,)
-            ).fetchone()[0]
-        )
+        row = self.conn.execute("SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,))
+        return int(row.fetchone()[0])
+
+    def first_submission(self) -> float | None:
+        row = self.conn.execute("SELECT MIN(started_at) FROM operations").fetchone()
+        return None if row[0] is None else float(row[0])
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -372,22 +278,19 @@ class RunLedger:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), joining a transaction already open."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.depth_owner = False
+        self.owner = False
 
     def __enter__(self) -> sqlite3.Connection:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.depth_owner = True
+            self.owner = True
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self.depth_owner:
+        if not self.owner:
             return
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -22,12 +22,13 @@ from bulkmover.execution.limits import AdaptiveLimits, LimitSettings
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.healthcare.retry import RetryPolicy
-from bulkmover.state.runs import PlannedShard, RunLedger, ShardState, connect
+from bulkmover.state import PlanDraft, ShardState, StateStore
+from bulkmover.state.runs import RunLedger
 
 SPEC = CorpusSpec(studies=12, series_per_study=2, instances_per_series=5, bad_files=6, seed=7)
 
 
-def study_shards(bucket: str, prefix: str, spec: CorpusSpec) -> list[PlannedShard]:
+def study_shards(bucket: str, prefix: str, spec: CorpusSpec) -> list[tuple[str, int]]:
     """One `**.dcm` shard per study directory (bad files inside count), exact shards elsewhere."""
     files = list(iter_corpus(spec))
     dirs: dict[str, int] = {}
@@ -41,13 +42,19 @@ def study_shards(bucket: str, prefix: str, spec: CorpusSpec) -> list[PlannedShar
             loose.append(f.name)
         else:
             dirs[owner] += 1
-    shards = [
-        PlannedShard(i + 1, f"gs://{bucket}/{prefix}/{d}/**.dcm", n, n * 1000)
-        for i, (d, n) in enumerate(sorted(dirs.items()))
-    ]
-    for j, name in enumerate(sorted(loose)):
-        shards.append(PlannedShard(len(dirs) + j + 1, f"gs://{bucket}/{prefix}/{name}", 1, 10))
+    shards = [(f"gs://{bucket}/{prefix}/{d}/**.dcm", n) for d, n in sorted(dirs.items())]
+    shards += [(f"gs://{bucket}/{prefix}/{name}", 1) for name in sorted(loose)]
     return shards
+
+
+def planned_ledger(path: Path, shards: list[tuple[str, int]]) -> RunLedger:
+    """A state file holding ``shards`` as a plan, and the executor's view of it."""
+    store = StateStore.open(path)
+    total = sum(n for _, n in shards)
+    with store.writing_plan(PlanDraft("test", 10**6, 10**12, total, total, total, 0.0)) as plan:
+        for uri, n in shards:
+            plan.add_shard(uri, uri.split("/", 3)[3].split("*")[0], n, n * 1000)
+    return RunLedger(store.conn)
 
 
 @pytest.fixture()
@@ -108,10 +115,8 @@ def test_run_imports_corpus_exactly_once(
     gcs, hc = cloud
     asyncio.run(write_corpus("gs://pacs/dump", SPEC, storage_endpoint=gcs.url))
     store = _make_store(hc.url)
-    ledger = RunLedger(connect(str(tmp_path / "state.db")))
-    ledger.ensure_schema()
     shards = study_shards("pacs", "dump", SPEC)
-    ledger.sync_plan(shards)
+    ledger = planned_ledger(tmp_path / "state.db", shards)
 
     result = asyncio.run(_run(ledger, hc.url, store))
 
@@ -127,7 +132,7 @@ def test_run_imports_corpus_exactly_once(
     # before any operation started, so they do not count).
     ops = _imports(hc.url)
     uris = [o["request"]["gcsSource"]["uri"] for o in ops]
-    assert sorted(uris) == sorted(s.uri for s in shards)
+    assert sorted(uris) == sorted(uri for uri, _ in shards)
     metrics = _http("GET", f"{hc.url}/v1/{store.name}:getDICOMStoreMetrics")
     assert int(str(metrics["instanceCount"])) == SPEC.instances
 
@@ -146,9 +151,7 @@ def test_transient_operation_failures_are_requeued_until_done(tmp_path: Path) ->
         spec = CorpusSpec(studies=8, series_per_study=1, instances_per_series=3, seed=5)
         asyncio.run(write_corpus("gs://pacs/dump", spec, storage_endpoint=gcs.url))
         store = _make_store(hc.url)
-        ledger = RunLedger(connect(str(tmp_path / "state.db")))
-        ledger.ensure_schema()
-        ledger.sync_plan(study_shards("pacs", "dump", spec))
+        ledger = planned_ledger(tmp_path / "state.db", study_shards("pacs", "dump", spec))
         result = asyncio.run(_run(ledger, hc.url, store))
         assert result.ok, result
         assert result.totals.success == spec.instances

@@ -1,0 +1,102 @@
+"""The state file's schema, as numbered migrations (``PRAGMA user_version`` is the version).
+
+To change the schema, append a migration; never edit one that has shipped: state files written
+by an older bulkmover are upgraded in order when opened. The executor adds its tables (attempts,
+operations, events) as migration 2 onwards.
+
+Layout (version 1):
+
+* ``plans``: one row per planning run (``plan``, ``plan --replan``): the source, the limits, what
+  the listing saw, how long it took.
+* ``shards``: one import operation each: its URI, literal ``prefix``, expected objects and bytes,
+  and ``state`` (``pending`` until the executor runs it). Ids are small integers.
+* ``objects``: the per-file ledger, every matched object of every shard: ``(shard_id, name)``
+  with the name *relative to the shard's prefix*, in a ``WITHOUT ROWID`` table keyed by exactly
+  that, so a row costs little more than its relative name, size and generation.
+* ``unplanned``: matched objects that no shard covers (names no import URI can single out,
+  planned with ``import.unaddressable: skip``), with the reason.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: plans, shards, the object ledger, unplanned objects.
+    """
+    CREATE TABLE plans (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        max_objects_per_shard INTEGER NOT NULL,
+        max_bytes_per_shard INTEGER NOT NULL,
+        listed_objects INTEGER NOT NULL,
+        matched_objects INTEGER NOT NULL,
+        matched_bytes INTEGER NOT NULL,
+        kept_shards INTEGER NOT NULL,
+        new_shards INTEGER NOT NULL,
+        unplanned_objects INTEGER NOT NULL,
+        list_seconds REAL NOT NULL,
+        seconds REAL NOT NULL
+    );
+    CREATE TABLE shards (
+        id INTEGER PRIMARY KEY,
+        plan_id INTEGER NOT NULL REFERENCES plans(id),
+        uri TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        objects INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX shards_by_state ON shards(state);
+    CREATE TABLE objects (
+        shard_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (shard_id, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE unplanned (
+        name TEXT NOT NULL PRIMARY KEY,
+        size INTEGER NOT NULL,
+        generation INTEGER NOT NULL,
+        plan_id INTEGER NOT NULL REFERENCES plans(id),
+        reason TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 2: the executor's run state (see bulkmover.state.runs): per shard its current operation,
+    # attempts, counters and error; every operation ever started; an event log. A shard that is
+    # ``running`` with no operation yet is one whose import POST was in flight.
+    """
+    ALTER TABLE shards ADD COLUMN operation TEXT;
+    ALTER TABLE shards ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE shards ADD COLUMN not_before REAL NOT NULL DEFAULT 0;
+    ALTER TABLE shards ADD COLUMN submitted_at REAL;
+    ALTER TABLE shards ADD COLUMN ended_at REAL;
+    ALTER TABLE shards ADD COLUMN success INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE shards ADD COLUMN failure INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE shards ADD COLUMN error TEXT;
+    ALTER TABLE shards ADD COLUMN drift INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX shards_pending ON shards(state, not_before, id);
+    CREATE TABLE operations (
+        name TEXT PRIMARY KEY,
+        shard_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        done INTEGER NOT NULL DEFAULT 0,
+        success INTEGER NOT NULL DEFAULT 0,
+        failure INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX operations_by_shard ON operations(shard_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        shard_id INTEGER,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
