@@ -1,0 +1,304 @@
+"""The YAML config: one typed model, and errors that name the file, line and key, and a fix.
+
+Loading composes the YAML into nodes first, so every pydantic error location (``import``,
+``max_bytes_per_shard``) is mapped back to the line it came from. Unknown keys are errors (a typo
+must not silently fall back to a default), and so are duplicate keys (YAML keeps the last one).
+
+>>> parse_size("50GiB"), parse_size("1.5 TB"), parse_size(4096)
+(53687091200, 1500000000000, 4096)
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+
+from bulkmover.errors import ConfigError, PlanError
+from bulkmover.gcs.wildcard import Wildcard, parse_wildcard
+from bulkmover.healthcare.resources import StorePath
+
+SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+SIZE_HINT = "write a number of bytes or a size such as 50GiB, 500MB or 1.5TiB"
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a string with a unit (``KB``/``MB``/``GB``/``TB`` are powers of 1000,
+    ``KiB``/``MiB``/``GiB``/``TiB`` powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size; {SIZE_HINT}")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    unit = SIZE_UNITS.get(match.group(2).upper()) if match else None
+    if match is None or unit is None:
+        raise ValueError(f"{value!r} is not a size; {SIZE_HINT}")
+    return int(float(match.group(1)) * unit)
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
+ResourceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")]
+
+
+def _endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+        raise ValueError(f"{value!r} is not an http(s) URL; write it like http://127.0.0.1:4443")
+    return value.rstrip("/")
+
+
+Endpoint = Annotated[str | None, BeforeValidator(_endpoint)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TargetConfig(_Section):
+    """Where the files go: a DICOM store of the Cloud Healthcare API."""
+
+    project: ResourceId
+    location: ResourceId
+    dataset: ResourceId
+    dicom_store: ResourceId
+    api_version: Literal["v1", "v1beta1"] = "v1"
+    endpoint: Endpoint = None
+
+    @property
+    def store_path(self) -> StorePath:
+        return StorePath(self.project, self.location, self.dataset, self.dicom_store)
+
+
+class StorageConfig(_Section):
+    """How bulkmover talks to Cloud Storage (listing the source)."""
+
+    endpoint: Endpoint = None
+    list_concurrency: int = Field(32, ge=1, le=512)
+    max_attempts: int = Field(8, ge=1, le=100)
+    match_glob: bool = True
+
+
+class ImportConfig(_Section):
+    """What to import and how to cut it into operations."""
+
+    source: str
+    max_objects_per_shard: int = Field(5000, ge=1)
+    max_bytes_per_shard: ByteSize = 50 * 2**30
+    storage_class: Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"] | None = None
+    unaddressable: Literal["fail", "skip"] = "fail"
+
+    @field_validator("source")
+    @classmethod
+    def _valid_wildcard(cls, value: str) -> str:
+        try:
+            parse_wildcard(value)
+        except PlanError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @property
+    def wildcard(self) -> Wildcard:
+        return parse_wildcard(self.source)
+
+
+class RunConfig(_Section):
+    """How hard to push the Healthcare API while importing."""
+
+    max_operations_in_flight: int = Field(20, ge=1)
+    requests_per_minute: int = Field(600, ge=1)
+
+
+class CredentialsConfig(_Section):
+    """Google credentials: application default (ADC), a service-account key, or none."""
+
+    kind: Literal["adc", "service_account", "anonymous"] = "adc"
+    key_file: Path | None = None
+
+
+class Config(_Section):
+    """A whole migration job, as written in one YAML file."""
+
+    target: TargetConfig
+    storage: StorageConfig = StorageConfig()
+    import_: ImportConfig = Field(alias="import")
+    run: RunConfig = RunConfig()
+    credentials: CredentialsConfig = CredentialsConfig()
+    state: Path
+    """The SQLite state file; relative paths are relative to the config file."""
+
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this config was loaded from (None if built in code)."""
+        return self._file
+
+
+EXAMPLES = {
+    "target": "target: {project: P, location: us-central1, dataset: D, dicom_store: S}",
+    "import": "import: {source: gs://BUCKET/DIR/**.dcm}",
+    "import.source": "source: gs://BUCKET/DIR/**.dcm",
+    "state": "state: state/site-a.db",
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and resolve a config file; ConfigError (one line) for anything wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"cannot read config {path}: {reason}; check the path") from None
+    config = parse_config(text, path)
+    base = path.resolve().parent
+    state = config.state if config.state.is_absolute() else base / config.state
+    credentials = config.credentials
+    if credentials.key_file is not None and not credentials.key_file.is_absolute():
+        credentials = credentials.model_copy(update={"key_file": base / credentials.key_file})
+    resolved = config.model_copy(update={"state": state, "credentials": credentials})
+    resolved._file = path
+    return resolved
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate YAML ``text`` (from ``path``, named in errors) into a Config."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"{mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"{path}:{line} not valid YAML ({problem}); check indentation and quoting"
+        ) from None
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (target:, import:, state:, ...); see"
+            " configs/example.yaml"
+        )
+    _reject_duplicates(root, path, ())
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        problems = err.errors(include_url=False)
+        first = _describe(problems[0], root, path)
+        more = len(problems) - 1
+        raise ConfigError(
+            first + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+        ) from None
+
+
+def _reject_duplicates(node: yaml.Node, path: Path, where: tuple[str, ...]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                dotted = ".".join((*where, name))
+                raise ConfigError(
+                    f"{path}:{key.start_mark.line + 1}: {dotted} appears twice; keep only one"
+                )
+            seen.add(name)
+            _reject_duplicates(value, path, (*where, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicates(item, path, (*where, str(i)))
+
+
+def _describe(error: ErrorDetails, root: yaml.Node, path: Path) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc) or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        node = _node_at(root, loc[:-1], key_node=False)
+        example = EXAMPLES.get(key)
+        hint = f" (e.g. {example})" if example else ""
+        where = f"under {'.'.join(loc[:-1])}:" if len(loc) > 1 else "at the top level"
+        message = f"{key} is missing; add it {where}{hint}"
+    elif kind == "extra_forbidden":
+        node = _node_at(root, loc, key_node=True)
+        message = f"unknown key {key}; {_known_keys(loc[:-1], loc[-1])}"
+    else:
+        node = _node_at(root, loc, key_node=False)
+        reason = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        shown = (
+            f" {value!r}:" if isinstance(value, str | int | float) and kind != "value_error" else ""
+        )
+        message = f"{key}:{shown} {reason[0].lower()}{reason[1:]}"
+    line = f"{node.start_mark.line + 1}:" if node is not None else ""
+    return f"{path}:{line} {message}"
+
+
+def _node_at(root: yaml.Node, loc: Sequence[str], *, key_node: bool) -> yaml.Node | None:
+    """The YAML node at ``loc`` (its key node if ``key_node``), or the deepest one that exists."""
+    node: yaml.Node = root
+    for i, part in enumerate(loc):
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if str(key.value) == part:
+                    last = i == len(loc) - 1
+                    child = key if (key_node and last) else value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            child = node.value[int(part)]
+        if child is None:
+            return node
+        node = child
+    return node
+
+
+def _known_keys(section: Sequence[str], unknown: str) -> str:
+    model: type[BaseModel] | None = Config
+    for part in section:
+        field = _field(model, part) if model else None
+        annotation = field.annotation if field else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    if model is None:
+        return "remove it"
+    keys = [info.alias or name for name, info in model.model_fields.items()]
+    close = difflib.get_close_matches(unknown, keys, n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    where = ".".join(section) + ":" if section else "the top level"
+    return f"{guess}valid keys in {where} are {', '.join(keys)}"
+
+
+def _field(model: type[BaseModel], key: str) -> Any:
+    for name, info in model.model_fields.items():
+        if key in (name, info.alias):
+            return info
+    return None

@@ -1,0 +1,166 @@
+"""Cloud Storage reads for the planner: gcloud-aio-storage over one shared aiohttp session.
+
+gcloud-aio-storage's ``Storage.list_objects`` sends one request and passes every query parameter
+through, but it does not retry. ``StorageClient.list_page`` adds our retries: 408, 429, 5xx and
+connection errors are retried with exponential backoff and full jitter, honouring
+``Retry-After``; everything else becomes an ``ApiError`` whose message says what to fix.
+
+The endpoint is ``storage.endpoint`` from the config, else ``STORAGE_EMULATOR_HOST``, else the
+real service (with Google credentials). Emulator endpoints get no token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from gcloud.aio.storage import Storage
+
+from bulkmover.errors import ApiError
+from bulkmover.healthcare.retry import RetryPolicy, parse_retry_after
+
+RETRIABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REAL_ENDPOINT = "https://storage.googleapis.com"
+REQUEST_TIMEOUT = 120.0
+
+
+@dataclass
+class RequestCounters:
+    """What the client did, for the progress view and the summary."""
+
+    requests: int = 0
+    retries: int = 0
+
+
+class StorageClient:
+    """``async with StorageClient(...) as c: page = await c.list_page(bucket, params)``."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        concurrency: int = 32,
+        policy: RetryPolicy | None = None,
+        key_file: Path | None = None,
+        anonymous: bool = False,
+    ) -> None:
+        self.endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST") or None
+        if self.endpoint and not self.endpoint.startswith("http"):
+            self.endpoint = "http://" + self.endpoint
+        self.concurrency = concurrency
+        self.policy = policy or RetryPolicy(max_attempts=8, base_delay=0.25, max_delay=8.0)
+        self.key_file = key_file
+        self.anonymous = anonymous or self.endpoint is not None
+        self.counters = RequestCounters()
+        self._session: aiohttp.ClientSession | None = None
+        self._storage: Storage | None = None
+
+    @property
+    def where(self) -> str:
+        return self.endpoint or REAL_ENDPOINT
+
+    async def __aenter__(self) -> StorageClient:
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        )
+        self._storage = Storage(
+            session=self._session,  # type: ignore[arg-type]
+            api_root=self.endpoint,
+            api_is_dev=self.anonymous,
+            service_file=str(self.key_file) if self.key_file else None,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._session = self._storage = None
+
+    async def list_page(self, bucket: str, params: dict[str, str]) -> dict[str, Any]:
+        """One ``objects.list`` page, retried; ApiError when it cannot be had."""
+        assert self._storage is not None, "use StorageClient as an async context manager"
+        retry = 0
+        while True:
+            self.counters.requests += 1
+            retry_after: float | None = None
+            try:
+                return await self._storage.list_objects(
+                    bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT)
+                )
+            except aiohttp.ClientResponseError as err:
+                if err.status not in RETRIABLE_STATUSES:
+                    raise self._refusal(bucket, err) from None
+                retry_after = parse_retry_after(
+                    err.headers.get("Retry-After") if err.headers else None
+                )
+                failure = f"{err.status} {_server_message(err)}"
+            except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
+                failure = f"{type(err).__name__}: {err}".strip()
+            except Exception as err:  # credentials: gcloud-aio-auth raises assorted errors
+                raise ApiError(
+                    f"could not list gs://{bucket} ({type(err).__name__}: {_first_line(err)});"
+                    " check Google credentials (gcloud auth application-default login, or"
+                    " credentials.key_file in the config)"
+                ) from None
+            if retry + 1 >= self.policy.max_attempts:
+                raise ApiError(
+                    f"listing gs://{bucket} at {self.where} failed {retry + 1} times (last:"
+                    f" {failure[:200]}); check storage.endpoint and that the service is reachable,"
+                    " then plan again",
+                    retriable=True,
+                )
+            self.counters.retries += 1
+            await asyncio.sleep(self.policy.delay(retry, retry_after))
+            retry += 1
+
+    def _refusal(self, bucket: str, err: aiohttp.ClientResponseError) -> ApiError:
+        status, detail = err.status, _server_message(err)
+        if status == 404:
+            message = (
+                f"bucket gs://{bucket} not found at {self.where} (404); check the bucket in"
+                " import.source (and storage.endpoint)"
+            )
+        elif status == 403:
+            message = (
+                f"permission denied listing gs://{bucket} (403: {detail}); grant the account"
+                " roles/storage.objectViewer on the bucket or use other credentials"
+            )
+        elif status == 401:
+            message = (
+                f"not authenticated to list gs://{bucket} (401: {detail}); run `gcloud auth"
+                " application-default login` or set credentials.key_file in the config"
+            )
+        else:
+            message = f"Cloud Storage refused to list gs://{bucket} ({status}: {detail})"
+        return ApiError(message, status=status, reason=detail)
+
+
+def _server_message(err: aiohttp.ClientResponseError) -> str:
+    """The ``error.message`` of a JSON error body if there is one, else aiohttp's message."""
+    text = err.message or ""
+    _, _, body = text.partition(": ")
+    try:
+        data = json.loads(body)
+        message = data["error"]["message"]
+        if isinstance(message, str):
+            return _first_line(message)[:200]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return _first_line(text)[:200]
+
+
+def _first_line(value: object) -> str:
+    lines = str(value).strip().splitlines()
+    return lines[0] if lines else ""

@@ -1,0 +1,220 @@
+"""``bulkmover plan``: list the source, shard it, check the shards, write plan and ledger.
+
+The steps, each bounded in memory:
+
+1. refuse early if the state file already holds a plan (unless replanning);
+2. list the source concurrently into a scratch file beside the state file (``ListingStage``);
+3. on ``--replan``, mark the names already held by shards that ran (they stay as they are);
+4. shard the sorted names (``sharding.plan_shards``);
+5. evaluate every shard URI with the wildcard matcher over the listing and check that it holds
+   exactly the objects the sharder meant (a mismatch is a bug, and nothing is written);
+6. write plan, shards and the per-file ledger in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bulkmover.config import Config
+from bulkmover.errors import PlanError, StateError
+from bulkmover.gcs.client import StorageClient
+from bulkmover.gcs.listing import ListingStats, list_matches
+from bulkmover.gcs.wildcard import Wildcard, parse_wildcard
+from bulkmover.healthcare.retry import RetryPolicy
+from bulkmover.planning.sharding import Limits, Listed, Sharding, ShardSpec, plan_shards
+from bulkmover.state import ListingStage, PlanDraft, Shard, ShardState, StateStore, Totals
+
+UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
+RAN = (ShardState.RUNNING, ShardState.DONE, ShardState.FAILED)
+
+
+class PlanProgress(Protocol):
+    """What the planner tells a live view (see ``planning.progress``)."""
+
+    def listing(self, stats: ListingStats) -> AbstractContextManager[object]: ...
+
+    def phase(self, text: str) -> AbstractContextManager[object]: ...
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """A written plan: every shard in the state file, and how the run went."""
+
+    source: str
+    state_path: Path
+    shards: list[Shard]
+    totals: Totals
+    new_shards: int
+    kept_shards: int
+    listed_objects: int
+    unplanned: list[str] = field(default_factory=list)
+    list_seconds: float = 0.0
+    seconds: float = 0.0
+    limits: Limits = Limits(0, 0)
+
+
+def plan(
+    config: Config, *, replan: bool = False, progress: PlanProgress | None = None
+) -> PlanOutcome:
+    """Run the whole planning (blocking; the listing runs on its own event loop)."""
+    import asyncio
+
+    return asyncio.run(plan_async(config, replan=replan, progress=progress))
+
+
+async def plan_async(
+    config: Config, *, replan: bool = False, progress: PlanProgress | None = None
+) -> PlanOutcome:
+    started = time.monotonic()
+    settings = config.import_
+    source = settings.wildcard
+    limits = Limits(settings.max_objects_per_shard, settings.max_bytes_per_shard)
+    keep_ran = _check_existing(config.state, source, replan)
+    stats = ListingStats(str(source))
+    with ListingStage(config.state.with_name(config.state.name + ".listing")) as stage:
+        with progress.listing(stats) if progress else nullcontext():
+            async with StorageClient(
+                endpoint=config.storage.endpoint,
+                concurrency=config.storage.list_concurrency,
+                policy=RetryPolicy(
+                    max_attempts=config.storage.max_attempts, base_delay=0.25, max_delay=8.0
+                ),
+                key_file=config.credentials.key_file,
+                anonymous=config.credentials.kind == "anonymous",
+            ) as client:
+                await list_matches(
+                    source,
+                    client,
+                    stage.add,
+                    concurrency=config.storage.list_concurrency,
+                    stats=stats,
+                    match_glob=config.storage.match_glob,
+                )
+        matched, matched_bytes = stage.count()
+        if not matched:
+            raise PlanError(
+                f"nothing matches {source} ({stats.seen} objects listed under"
+                f" gs://{source.bucket}/{source.literal_prefix}); check the path and the"
+                " extension in import.source"
+            )
+        if keep_ran:
+            with StateStore.open(config.state, create=False) as store:
+                stage.mark_taken(store.ledger_names(*RAN))
+        with progress.phase("sharding") if progress else nullcontext():
+            sharding = plan_shards(source, _listed(stage), limits, lambda p: _listed(stage, p))
+        _check_unaddressable(sharding, source, settings.unaddressable == "skip")
+        draft = PlanDraft(
+            source=str(source),
+            max_objects_per_shard=limits.max_objects,
+            max_bytes_per_shard=limits.max_bytes,
+            listed_objects=stats.seen,
+            matched_objects=matched,
+            matched_bytes=matched_bytes,
+            list_seconds=stats.elapsed,
+        )
+        with progress.phase("writing the ledger") if progress else nullcontext():
+            with StateStore.open(config.state) as store:
+                with store.writing_plan(draft) as writer:
+                    for spec in sharding.shards:
+                        shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
+                        writer.add_objects(shard_id, spec.prefix, _evaluate(spec, stage))
+                    if sharding.unaddressable:
+                        writer.add_unplanned(_unplanned(sharding, stage), UNADDRESSABLE_REASON)
+                    writer.seconds = time.monotonic() - started
+                shards = list(store.shards())
+                totals = store.totals()
+    return PlanOutcome(
+        source=str(source),
+        state_path=config.state,
+        shards=shards,
+        totals=totals,
+        new_shards=writer.new_shards,
+        kept_shards=writer.kept,
+        listed_objects=stats.seen,
+        unplanned=sharding.unaddressable,
+        list_seconds=stats.elapsed,
+        seconds=writer.seconds,
+        limits=limits,
+    )
+
+
+def _check_existing(path: Path, source: Wildcard, replan: bool) -> bool:
+    """Refuse to overwrite a plan without ``--replan``; True if shards that ran must be kept."""
+    if not path.exists():
+        return False
+    with StateStore.open(path, create=False) as store:
+        latest = store.latest_plan()
+        if latest is None:
+            return False
+        totals = store.totals()
+        ran = sum(1 for _ in store.shards(*RAN))
+    if not replan:
+        raise StateError(
+            f"{path} already holds a plan ({totals.shards} shards, {totals.objects} objects,"
+            f" made {latest.created_at[:19].replace('T', ' ')} UTC); use --replan to plan"
+            " again (shards that already ran are kept), or point `state:` at a new file"
+        )
+    if ran and latest.source != str(source):
+        raise StateError(
+            f"{path} was planned for {latest.source} and {ran} of its shards already ran;"
+            f" the config now says {source}: use a new state file for another source"
+        )
+    return ran > 0
+
+
+def _listed(stage: ListingStage, prefix: str = "") -> Iterator[Listed]:
+    for name, size, _generation, taken in stage.rows(prefix):
+        yield Listed(name, size, taken)
+
+
+def _evaluate(spec: ShardSpec, stage: ListingStage) -> Iterator[tuple[str, int, int]]:
+    """The ledger rows of a shard: its URI evaluated with the API's semantics over the listing.
+
+    Raises PlanError if that is not exactly what the sharder planned (disjointness and cover
+    then follow: the sharder's groups partition the listing).
+    """
+    matches = parse_wildcard(spec.uri).matches
+    objects = nbytes = 0
+    for name, size, generation, taken in stage.rows(spec.prefix):
+        if not matches(name):
+            continue
+        if taken:
+            raise PlanError(
+                f"internal error: new shard {spec.uri} would also import {name}, which a shard"
+                " that already ran holds; nothing was written, please report this"
+            )
+        objects += 1
+        nbytes += size
+        yield name, size, generation
+    if (objects, nbytes) != (spec.objects, spec.bytes):
+        raise PlanError(
+            f"internal error: shard {spec.uri} matches {objects} objects ({nbytes} bytes) but"
+            f" {spec.objects} ({spec.bytes} bytes) were planned; nothing was written, please"
+            " report this"
+        )
+
+
+def _check_unaddressable(sharding: Sharding, source: Wildcard, skip: bool) -> None:
+    names = sharding.unaddressable
+    if not names or skip:
+        return
+    count = len(names)
+    raise PlanError(
+        f"{count} matched object{'s' * (count > 1)} cannot be imported by any shard URI without"
+        f" also matching others (a name holds '*' or '?'), e.g. gs://{source.bucket}/{names[0]};"
+        " rename them, or set import.unaddressable: skip to plan the rest (they are then"
+        " recorded as unplanned in the state file)"
+    )
+
+
+def _unplanned(sharding: Sharding, stage: ListingStage) -> Iterator[tuple[str, int, int]]:
+    for name in sharding.unaddressable:
+        for row_name, size, generation, _taken in stage.rows(name):
+            if row_name == name:
+                yield name, size, generation
+                break

@@ -1,0 +1,381 @@
+"""The state file: one SQLite database (WAL) holding the plan, its shards and the per-file ledger.
+
+SQLite as the style guide has it: WAL mode, one writer, short transactions, readers never
+block. A plan is written in one transaction, so a state file holds either the old plan or the
+new one, never half of each. Records cross the boundary as frozen dataclasses.
+
+>>> with StateStore.open(path) as store:                       # doctest: +SKIP
+...     for shard in store.shards(ShardState.PENDING):
+...         print(shard.id, shard.uri, shard.objects)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from bulkmover.errors import StateError
+from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
+
+APPLICATION_ID = 0x626D7672  # "bmvr": marks a SQLite file as a bulkmover state file
+
+
+class ShardState(StrEnum):
+    """Where a shard is in its life. ``pending`` until the executor starts it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One import operation to run: ``uri`` is the ``gcsSource.uri``."""
+
+    id: int
+    uri: str
+    objects: int
+    bytes: int
+    state: ShardState
+    prefix: str
+    """Literal start of the URI's object part; ledger names are relative to it."""
+    plan_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerObject:
+    """One matched file of a shard (``name`` is the full object name)."""
+
+    shard_id: int
+    name: str
+    size: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnplannedObject:
+    name: str
+    size: int
+    generation: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """One planning run."""
+
+    id: int
+    created_at: str
+    source: str
+    max_objects_per_shard: int
+    max_bytes_per_shard: int
+    listed_objects: int
+    matched_objects: int
+    matched_bytes: int
+    kept_shards: int
+    new_shards: int
+    unplanned_objects: int
+    list_seconds: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    shards: int
+    objects: int
+    bytes: int
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class StateStore:
+    """An open state file. ``StateStore.open(path)``; use as a context manager to close it."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = True) -> StateStore:
+        """Open (or create) the state file at ``path`` and bring its schema up to date."""
+        path = Path(path)
+        if not path.exists():
+            if not create:
+                raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StateError(
+                    f"cannot create the directory of state file {path}: {err.strerror}; fix"
+                    " `state:` in the config"
+                ) from None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as err:
+            raise StateError(
+                f"cannot open state file {path}: {err}; fix `state:` in the config"
+            ) from None
+        store = cls(path, conn)
+        try:
+            store._prepare()
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise StateError(
+                f"{path} is not a usable bulkmover state file ({err}); point `state:` at a new file"
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _prepare(self) -> None:
+        conn = self.conn
+        conn.execute("PRAGMA busy_timeout = 30000")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (tables or version):
+            raise StateError(
+                f"{self.path} is not a bulkmover state file; point `state:` at a new file"
+            )
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} was written by a newer bulkmover (schema {version}, this one knows"
+                f" {SCHEMA_VERSION}); upgrade bulkmover"
+            )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                for number in range(version, SCHEMA_VERSION):
+                    for statement in _statements(MIGRATIONS[number]):
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def plans(self) -> list[PlanRecord]:
+        rows = self.conn.execute(f"SELECT {_PLAN_COLUMNS} FROM plans ORDER BY id").fetchall()
+        return [PlanRecord(*row) for row in rows]
+
+    def latest_plan(self) -> PlanRecord | None:
+        row = self.conn.execute(
+            f"SELECT {_PLAN_COLUMNS} FROM plans ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return PlanRecord(*row) if row else None
+
+    def shards(self, *states: ShardState) -> Iterator[Shard]:
+        """Shards in id order, optionally only those in ``states``."""
+        query = f"SELECT {_SHARD_COLUMNS} FROM shards"
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+        for row in self.conn.execute(query + " ORDER BY id", [str(s) for s in states]):
+            yield _shard(row)
+
+    def shard(self, shard_id: int) -> Shard:
+        row = self.conn.execute(
+            f"SELECT {_SHARD_COLUMNS} FROM shards WHERE id = ?", (shard_id,)
+        ).fetchone()
+        if row is None:
+            raise StateError(f"shard {shard_id} is not in {self.path}; list shards with `plan`")
+        return _shard(row)
+
+    def totals(self) -> Totals:
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(objects), 0), coalesce(sum(bytes), 0) FROM shards"
+        ).fetchone()
+        return Totals(*row)
+
+    def ledger(self, shard_id: int) -> Iterator[LedgerObject]:
+        """Every file of one shard, in name order."""
+        prefix = self.shard(shard_id).prefix
+        rows = self.conn.execute(
+            "SELECT name, size, generation FROM objects WHERE shard_id = ? ORDER BY name",
+            (shard_id,),
+        )
+        for name, size, generation in rows:
+            yield LedgerObject(shard_id, prefix + name, size, generation)
+
+    def ledger_names(self, *states: ShardState) -> Iterator[str]:
+        """Full names of the files of every shard in ``states``."""
+        query = (
+            "SELECT s.prefix || o.name FROM shards AS s JOIN objects AS o ON o.shard_id = s.id"
+            f" WHERE s.state IN ({','.join('?' * len(states))})"
+        )
+        for (name,) in self.conn.execute(query, [str(s) for s in states]):
+            yield name
+
+    def unplanned(self) -> Iterator[UnplannedObject]:
+        rows = self.conn.execute(
+            "SELECT name, size, generation, reason FROM unplanned ORDER BY name"
+        )
+        for row in rows:
+            yield UnplannedObject(*row)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def set_shard_state(self, shard_id: int, state: ShardState) -> None:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "UPDATE shards SET state = ?, updated_at = ? WHERE id = ?",
+                (str(state), now(), shard_id),
+            )
+            if cursor.rowcount != 1:
+                raise StateError(f"shard {shard_id} is not in {self.path}")
+
+    @contextmanager
+    def writing_plan(self, draft: PlanDraft) -> Iterator[PlanWriter]:
+        """One transaction that replaces the pending part of the plan (see ``PlanWriter``)."""
+        with self.transaction() as conn:
+            writer = PlanWriter(conn, draft)
+            yield writer
+            writer._finish()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDraft:
+    """What is known about a planning run before its shards are written."""
+
+    source: str
+    max_objects_per_shard: int
+    max_bytes_per_shard: int
+    listed_objects: int
+    matched_objects: int
+    matched_bytes: int
+    list_seconds: float
+
+
+class PlanWriter:
+    """Writes one plan inside ``StateStore.writing_plan``.
+
+    On entry every ``pending`` shard (and its ledger rows) and every unplanned row is dropped:
+    those are re-planned. Shards in any other state have run or are running, and are kept
+    untouched. New shards get ids above every existing one.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, draft: PlanDraft) -> None:
+        self.conn = conn
+        self.seconds = 0.0
+        conn.execute(
+            "DELETE FROM objects WHERE shard_id IN (SELECT id FROM shards WHERE state = ?)",
+            (str(ShardState.PENDING),),
+        )
+        conn.execute("DELETE FROM shards WHERE state = ?", (str(ShardState.PENDING),))
+        conn.execute("DELETE FROM unplanned")
+        self.kept: int = conn.execute("SELECT count(*) FROM shards").fetchone()[0]
+        self.next_id: int = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM shards").fetchone()[
+            0
+        ]
+        self.new_shards = 0
+        self.unplanned = 0
+        cursor = conn.execute(
+            "INSERT INTO plans (created_at, source, max_objects_per_shard, max_bytes_per_shard,"
+            " listed_objects, matched_objects, matched_bytes, kept_shards, new_shards,"
+            " unplanned_objects, list_seconds, seconds) VALUES (?,?,?,?,?,?,?,?,0,0,?,0)",
+            (
+                now(),
+                draft.source,
+                draft.max_objects_per_shard,
+                draft.max_bytes_per_shard,
+                draft.listed_objects,
+                draft.matched_objects,
+                draft.matched_bytes,
+                self.kept,
+                draft.list_seconds,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        self.plan_id: int = cursor.lastrowid
+
+    def add_shard(self, uri: str, prefix: str, objects: int, nbytes: int) -> int:
+        """A new pending shard; returns its id."""
+        shard_id = self.next_id
+        self.next_id += 1
+        self.conn.execute(
+            "INSERT INTO shards (id, plan_id, uri, prefix, objects, bytes, state, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (shard_id, self.plan_id, uri, prefix, objects, nbytes, str(ShardState.PENDING), now()),
+        )
+        self.new_shards += 1
+        return shard_id
+
+    def add_objects(self, shard_id: int, prefix: str, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Ledger rows ``(full name, size, generation)`` of one shard; names must start with
+        ``prefix`` (stored relative to it)."""
+        skip = len(prefix)
+        self.conn.executemany(
+            "INSERT INTO objects (shard_id, name, size, generation) VALUES (?,?,?,?)",
+            ((shard_id, name[skip:], size, gen) for name, size, gen in rows),
+        )
+
+    def add_unplanned(self, rows: Iterable[tuple[str, int, int]], reason: str) -> None:
+        before = self.conn.total_changes
+        self.conn.executemany(
+            "INSERT INTO unplanned (name, size, generation, plan_id, reason) VALUES (?,?,?,?,?)",
+            ((name, size, gen, self.plan_id, reason) for name, size, gen in rows),
+        )
+        self.unplanned += self.conn.total_changes - before
+
+    def _finish(self) -> None:
+        self.conn.execute(
+            "UPDATE plans SET new_shards = ?, unplanned_objects = ?, seconds = ? WHERE id = ?",
+            (self.new_shards, self.unplanned, self.seconds, self.plan_id),
+        )
+
+
+_PLAN_COLUMNS = (
+    "id, created_at, source, max_objects_per_shard, max_bytes_per_shard, listed_objects,"
+    " matched_objects, matched_bytes, kept_shards, new_shards, unplanned_objects, list_seconds,"
+    " seconds"
+)
+_SHARD_COLUMNS = "id, uri, objects, bytes, state, prefix, plan_id"
+
+
+def _shard(row: tuple[int, str, int, int, str, str, int]) -> Shard:
+    shard_id, uri, objects, nbytes, state, prefix, plan_id = row
+    return Shard(shard_id, uri, objects, nbytes, ShardState(state), prefix, plan_id)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (they hold no ';' inside literals)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
