@@ -94,6 +94,29 @@ def corpus(
     click.echo(summary.line())
 
 
+@app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout (only).")
+@click.option("--replan", is_flag=True, help="Plan again; shards that already ran are kept.")
+def plan(config: str, as_json: bool, replan: bool) -> None:
+    """List the import source, cut it into shards, and record every file in the state file.
+
+    Each shard is one import URI (one operation) holding at most import.max_objects_per_shard
+    objects and import.max_bytes_per_shard bytes. Refuses to overwrite an existing plan unless
+    --replan.
+
+    \b
+    Example:
+      bulkmover plan configs/demo.yaml
+      bulkmover plan configs/demo.yaml --json > plan.json
+    """
+    from pathlib import Path
+
+    from bulkmover.planning.command import run_plan_command
+
+    run_plan_command(Path(config), as_json=as_json, replan=replan)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a BulkmoverError becomes one line on stderr and its exit code."""
     try:
