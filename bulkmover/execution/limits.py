@@ -115,7 +115,7 @@ class RateLimiter:
         self,
         requests_per_minute: float = UNLIMITED,
         *,
-        burst: float = 1.0,
+        burst: float = 2.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -340,7 +340,7 @@ class LimitSettings:
     initial_concurrency: int | None = None  # None: start at max_concurrency
     max_rates: Mapping[str, float] = field(default_factory=dict)
     min_rate: float = 6.0
-    burst: float = 1.0
+    burst: float = 2.0  # a second token absorbs timer lateness (1.0 loses ~3% at 100/s)
     concurrency_factor: float = 0.9
     rate_factor: float = 0.85
     cooldown: float = 30.0

@@ -95,7 +95,7 @@ async def test_rate_limiter_is_smooth_and_fair_under_contention() -> None:
 
 async def test_rate_limiter_rate_change_applies_to_the_next_grant() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(60, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(60, burst=1.0, clock=clock, sleep=clock.sleep)
     await limiter.acquire()
     limiter.set_rate(6)  # one per 10 s
     before = clock.now

@@ -1,0 +1,188 @@
+"""``bulkmover run``: config in; plan if needed, preflight, execute with the board, summary out.
+
+Signals: the first Ctrl-C (or SIGTERM) stops submitting and returns once everything in progress
+is recorded (operations already started keep running on the server; the next ``run`` re-attaches
+to them). A second one cancels at once; every transition was committed first, so the state file
+stays consistent either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from bulkmover import logs
+from bulkmover.board.live import BoardSink
+from bulkmover.config import Config
+from bulkmover.errors import ApiError
+from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
+from bulkmover.execution.limits import AdaptiveLimits, LimitSettings, ProbeSettings, ThroughputProbe
+from bulkmover.healthcare.auth import load_credentials
+from bulkmover.healthcare.client import HealthcareClient
+from bulkmover.healthcare.resources import StorePath
+from bulkmover.healthcare.stats import Family
+from bulkmover.state.runs import RunLedger
+from bulkmover.state.store import StateStore
+
+log = structlog.get_logger("bulkmover.run")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    create_store: bool = False  # create the dataset/store when missing (the demo does)
+    probe_throughput: bool = True
+    tick: float = 0.5
+
+
+def store_path(config: Config) -> StorePath:
+    t = config.target
+    return StorePath(t.project, t.location, t.dataset, t.dicom_store)
+
+
+def limit_settings(config: Config) -> LimitSettings:
+    rpm = float(config.run.requests_per_minute)
+    return LimitSettings(
+        max_concurrency=config.run.max_operations_in_flight,
+        max_rates={f.value: rpm for f in (Family.LRO_START, Family.OPERATIONS, Family.LOGGING)},
+    )
+
+
+def build_limits(config: Config, options: RunOptions) -> AdaptiveLimits:
+    settings = limit_settings(config)
+    probe = None
+    if options.probe_throughput and settings.max_concurrency > 1:
+        probe = ThroughputProbe(
+            ProbeSettings(
+                maximum=settings.max_concurrency,
+                initial=max(1, min(settings.max_concurrency, 4)),
+            )
+        )
+    return AdaptiveLimits(settings, probe=probe)
+
+
+def has_plan(config: Config) -> bool:
+    if not config.state.exists():
+        return False
+    with StateStore.open(config.state) as store:
+        return store.latest_plan() is not None
+
+
+async def execute(
+    config: Config, board: BoardSink | None = None, options: RunOptions = RunOptions()
+) -> RunResult:
+    """Plan if needed, then run every pending shard; returns when all are terminal or stopped."""
+    if not has_plan(config):
+        from bulkmover.planning.plan import plan_async
+
+        await plan_async(config)
+    store = StateStore.open(config.state, create=False)
+    try:
+        ledger = RunLedger(store.conn)
+        limits = build_limits(config, options)
+        credentials = await load_credentials(config.credentials.kind, config.credentials.key_file)
+        client = HealthcareClient(
+            endpoint=config.target.endpoint or "https://healthcare.googleapis.com",
+            api_version=config.target.api_version,
+            credentials=credentials,
+            before_request=limits.acquire_request,
+        )
+        async with client:
+            target = store_path(config)
+            await _preflight(client, target, options.create_store)
+            executor = Executor(
+                ledger,
+                client,
+                limits,
+                ExecutorSettings(
+                    store=target,
+                    blob_storage_class=config.import_.storage_class,
+                    tick=options.tick,
+                ),
+                on_snapshot=board,
+            )
+            client._on_response = executor.on_response
+            return await _with_signals(executor)
+    finally:
+        store.close()
+
+
+async def _preflight(client: HealthcareClient, target: StorePath, create: bool) -> None:
+    """Fail fast, with one line, when the store is missing or not ours to write."""
+    if create:
+        await client.ensure_dicom_store(target)
+        return
+    try:
+        await client.get_dicom_store(target)
+    except ApiError as err:
+        if err.status == 404:
+            raise ApiError(
+                f"DICOM store {target} not found; create it (gcloud healthcare dicom-stores "
+                f"create) or fix `target:` in the config",
+                status=404,
+            ) from None
+        raise
+
+
+async def _with_signals(executor: Executor) -> RunResult:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            log.info("stopping", reason="signal")
+            executor.stop()
+        elif main is not None:
+            main.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        return await executor.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def run_sync(
+    config: Config, *, interactive: bool | None = None, options: RunOptions = RunOptions()
+) -> RunResult:
+    """The blocking entry point used by the CLI."""
+    logs.configure(logs.log_path_for(config.state))
+    with BoardSink(interactive=interactive) as board:
+        try:
+            return asyncio.run(execute(config, board, options))
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    t = result.totals
+    return {
+        "ok": result.ok,
+        "interrupted": result.interrupted,
+        "elapsed_seconds": round(result.elapsed, 3),
+        "totals": {
+            "shards": t.shards,
+            "done": t.done,
+            "failed": t.failed,
+            "running": t.running,
+            "pending": t.pending,
+            "success": t.success,
+            "failure": t.failure,
+            "expected": t.expected,
+        },
+        "api_calls": result.api_calls,
+        "throttled": result.throttled,
+    }
