@@ -117,6 +117,74 @@ def plan(config: str, as_json: bool, replan: bool) -> None:
     run_plan_command(Path(config), as_json=as_json, replan=replan)
 
 
+@app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a final summary as JSON on stdout.")
+@click.option(
+    "--retry-failed", is_flag=True, help="Queue failed shards (and shards with failed files) again."
+)
+def run(config: str, as_json: bool, retry_failed: bool) -> None:
+    """Run every pending shard as an import operation, with a live board; resumable.
+
+    Plans first if the state file holds no plan. Re-attaches to operations still running from
+    an interrupted run. Ctrl-C stops submitting and exits once everything is recorded; a second
+    Ctrl-C exits at once. Exit code 0 only when every shard succeeded with no failed file.
+
+    \b
+    Example:
+      bulkmover run configs/demo.yaml
+      bulkmover status configs/demo.yaml --watch     # from a second terminal
+    """
+    from pathlib import Path
+
+    from bulkmover.execution.command import run_command
+
+    raise SystemExit(run_command(Path(config), as_json=as_json, retry_failed=retry_failed))
+
+
+@app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print totals and every shard as JSON.")
+@click.option("--watch", is_flag=True, help="Keep the board on screen, refreshed, until Ctrl-C.")
+def status(config: str, as_json: bool, watch: bool) -> None:
+    """Show where a migration stands, from its state file (read-only, safe during `run`).
+
+    \b
+    Example:
+      bulkmover status configs/demo.yaml
+      bulkmover status configs/demo.yaml --json | jq .totals
+    """
+    from pathlib import Path
+
+    from bulkmover.board.command import status_command
+
+    status_command(Path(config), as_json=as_json, watch=watch)
+
+
+@app.command()
+@click.option(
+    "--data-dir",
+    default="demo-data",
+    show_default=True,
+    help="Where the local cloud, config and state file of the demo go.",
+)
+@click.option("--studies", default=100, show_default=True, help="Studies in the synthetic dump.")
+@click.option("--bad-files", default=5, show_default=True, help="Non-DICOM files in the dump.")
+def demo(data_dir: str, studies: int, bad_files: int) -> None:
+    """Rehearse a whole migration on the local cloud: emulators, corpus, plan, run, report.
+
+    \b
+    Example:
+      bulkmover demo
+      bulkmover demo --studies 20 --data-dir /tmp/demo
+    """
+    from pathlib import Path
+
+    from bulkmover.demo import run_demo
+
+    raise SystemExit(run_demo(Path(data_dir), studies=studies, bad_files=bad_files))
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a BulkmoverError becomes one line on stderr and its exit code."""
     try:

@@ -1,0 +1,39 @@
+"""The ``status`` command's body: one board (or JSON) from the state file; ``--watch`` repeats."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from bulkmover.board.render import render
+from bulkmover.board.status import open_readonly, snapshot, status_json
+from bulkmover.config import load_config
+
+
+def status_command(config_path: Path, *, as_json: bool, watch: bool, interval: float = 1.0) -> None:
+    config = load_config(config_path)
+    conn = open_readonly(config.state)
+    try:
+        if as_json:
+            json.dump(status_json(conn), sys.stdout)
+            sys.stdout.write("\n")
+            return
+        console = Console()
+        title = f"bulkmover status: {config.import_.source}"
+        if not watch:
+            console.print(render(snapshot(conn), title))
+            return
+        with Live(render(snapshot(conn), title), console=console, refresh_per_second=2) as live:
+            try:
+                while True:
+                    time.sleep(interval)
+                    live.update(render(snapshot(conn), title))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        conn.close()
