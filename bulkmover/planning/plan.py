@@ -27,10 +27,9 @@ from bulkmover.gcs.listing import ListingStats, list_matches
 from bulkmover.gcs.wildcard import Wildcard, parse_wildcard
 from bulkmover.healthcare.retry import RetryPolicy
 from bulkmover.planning.sharding import Limits, Listed, Sharding, ShardSpec, plan_shards
-from bulkmover.state import ListingStage, PlanDraft, Shard, ShardState, StateStore, Totals
+from bulkmover.state import ListingStage, PlanDraft, Shard, StateStore, Totals
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
-RAN = (ShardState.RUNNING, ShardState.DONE, ShardState.FAILED)
 
 
 class PlanProgress(Protocol):
@@ -104,7 +103,7 @@ async def plan_async(
             )
         if keep_ran:
             with StateStore.open(config.state, create=False) as store:
-                stage.mark_taken(store.ledger_names(*RAN))
+                stage.mark_taken(store.names_in_shards_that_ran())
         with progress.phase("sharding") if progress else nullcontext():
             sharding = plan_shards(source, _listed(stage), limits, lambda p: _listed(stage, p))
         _check_unaddressable(sharding, source, settings.unaddressable == "skip")
@@ -152,7 +151,7 @@ def _check_existing(path: Path, source: Wildcard, replan: bool) -> bool:
         if latest is None:
             return False
         totals = store.totals()
-        ran = sum(1 for _ in store.shards(*RAN))
+        ran = store.shards_that_ran()
     if not replan:
         raise StateError(
             f"{path} already holds a plan ({totals.shards} shards, {totals.objects} objects,"

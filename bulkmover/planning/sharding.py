@@ -9,10 +9,14 @@ How (one pass over the names in sorted order, so every directory's subtree is a 
 * A directory is closed when the names leave it. If its whole subtree fits, it stays one
   candidate for its parent (a parent that fits swallows it). If not, it is *split* on the spot:
   any ancestor is bigger still, so the decision is final.
-* Recursive source (``P**.dcm``): a split directory ``d/`` becomes one ``d/c/**.dcm`` shard per
-  child sub-directory that fits (a ``**`` shard must own its whole subtree, and its prefix must be
-  literal), plus shards for the files directly in ``d/``: ``d/*.dcm``, or, when those are too
-  many, name-prefix groups ``d/1.2.3*.dcm`` (``*`` never crosses ``/``), down to exact names.
+* Recursive source (``P**.dcm``): a split directory ``d/`` becomes shards for its sub-directories
+  that fit, and shards for the files directly in ``d/``: ``d/*.dcm``, or, when those are too many,
+  name-prefix groups ``d/1.2.3*.dcm`` (``*`` never crosses ``/``), down to exact names. A
+  sub-directory alone is ``d/c/**.dcm`` (a ``**`` shard owns its whole subtree, and its prefix is
+  literal). Small sibling sub-directories whose files all lie at the same depth are grouped into
+  one single-level shard, ``d/P00*/*/*/*.dcm`` (``*`` in directory components; it matches exactly
+  those subtrees because every matched file under them has that depth), so a site of ten thousand
+  small patient directories does not become ten thousand small operations.
 * Single-level source (``site/*/x?.dcm``): every match has as many components as the pattern, so
   entries of a split directory (sub-directories or files) are grouped by a literal start of their
   component: ``site/P00*/x?.dcm``, ``site/P0012/x?.dcm``, ``site/P0012/x1.dcm``.
@@ -116,6 +120,8 @@ class _Entry:
     bytes: int
     blocked: bool
     """Cannot be part of a group: split already, or taken."""
+    depth: int | None = 0
+    """How many ``/`` every matched name below the entry holds (None: not all the same)."""
 
 
 @dataclass(slots=True)
@@ -130,6 +136,15 @@ class _Frame:
     files: int = 0
     blocked: bool = False
     dirs: list[_Entry] = field(default_factory=list)
+    shallowest: int | None = None
+    deepest: int | None = None
+
+    def reach(self, depth: int) -> None:
+        """A matched name lies ``depth`` directories below this one."""
+        if self.shallowest is None or depth < self.shallowest:
+            self.shallowest = depth
+        if self.deepest is None or depth > self.deepest:
+            self.deepest = depth
 
 
 class _Sharder:
@@ -142,8 +157,11 @@ class _Sharder:
         prefix = source.literal_prefix
         if source.kind is Kind.RECURSIVE:
             self.root = prefix[: prefix.rfind("/") + 1]
-            self.root_files = ComponentPattern(prefix[len(self.root) :] + "*" + source.extension)
+            start = prefix[len(self.root) :]
+            self.root_files = ComponentPattern(start + "*" + source.extension)
             self.deep_files = ComponentPattern("*" + source.extension)
+            self.root_dirs = ComponentPattern(start + "*")
+            self.deep_dirs = ComponentPattern("*")
         else:
             self.root = ""
             self.levels = [ComponentPattern(c) for c in source.components]
@@ -177,6 +195,8 @@ class _Sharder:
             top.bytes += obj.size
             top.files += 1
             top.blocked = top.blocked or obj.taken
+            if top.shallowest != 0:
+                top.reach(0)
         while len(stack) > 1:
             self._close(stack.pop(), stack[-1])
         if root.objects:
@@ -200,7 +220,11 @@ class _Sharder:
             parent.blocked = True
         parent.objects += frame.objects
         parent.bytes += frame.bytes
-        parent.dirs.append(_Entry(frame.comp, frame.objects, frame.bytes, not whole))
+        assert frame.shallowest is not None and frame.deepest is not None
+        parent.reach(frame.shallowest + 1)
+        parent.reach(frame.deepest + 1)
+        depth = frame.shallowest if frame.shallowest == frame.deepest else None
+        parent.dirs.append(_Entry(frame.comp, frame.objects, frame.bytes, not whole, depth))
 
     def _split(self, frame: _Frame) -> None:
         """Emit shards for everything under ``frame`` that is not blocked."""
@@ -211,14 +235,8 @@ class _Sharder:
             self.unaddressable += (o.name for o in self._direct_files(frame) if not o.taken)
             return
         if self.source.kind is Kind.RECURSIVE:
-            for entry in frame.dirs:
-                if entry.blocked:
-                    continue
-                path = frame.path + entry.comp + "/"
-                if has_wildcard(entry.comp):
-                    self._unaddressable_under(path)
-                else:
-                    self._emit(path + RECURSIVE + self.source.extension, entry.objects, entry.bytes)
+            dirs = self.root_dirs if frame.depth == 0 else self.deep_dirs
+            self._group(frame.dirs, dirs, frame.path, None)
             pattern = self.root_files if frame.depth == 0 else self.deep_files
             self._group(self._file_entries(frame), pattern, frame.path, "")
             return
@@ -245,9 +263,14 @@ class _Sharder:
         self.unaddressable += (o.name for o in self.reread(prefix) if not o.taken)
 
     def _group(
-        self, entries: list[_Entry], pattern: ComponentPattern, base: str, rest: str
+        self, entries: list[_Entry], pattern: ComponentPattern, base: str, rest: str | None
     ) -> None:
-        """Cover ``entries`` of directory ``base`` with prefix groups (a trie over cores)."""
+        """Cover ``entries`` of directory ``base`` with prefix groups (a trie over cores).
+
+        ``rest`` is what follows the component in every URI (``""`` for files, ``"/x?.dcm"`` for
+        directories of a single-level source); None for the sub-directories of a recursive
+        source, which need ``/**.EXT`` alone and a same-depth pattern in a group.
+        """
         if not entries:
             return
         keyed = sorted(
@@ -257,13 +280,30 @@ class _Sharder:
         objects = [0, *accumulate(e.objects for _, e in keyed)]
         nbytes = [0, *accumulate(e.bytes for _, e in keyed)]
         blocked = [0, *accumulate(int(e.blocked) for _, e in keyed)]
+        depths = [e.depth for _, e in keyed]
+        # steps[i]: entries 0..i-1 hold this many depth changes (or unknown depths).
+        steps = [
+            0,
+            *accumulate(
+                int(d is None or i == 0 or d != depths[i - 1]) for i, d in enumerate(depths)
+            ),
+        ]
         todo = [("", 0, len(keyed))]
         while todo:
             start, lo, hi = todo.pop()
             count, size = objects[hi] - objects[lo], nbytes[hi] - nbytes[lo]
             if blocked[hi] == blocked[lo] and self.limits.fits(count, size):
-                self._emit(base + pattern.narrow(start) + rest, count, size)
-                continue
+                uri = self._group_uri(
+                    keyed[lo][1],
+                    pattern.narrow(start),
+                    hi - lo,
+                    steps[hi] - steps[lo + 1] == 0 and depths[lo] is not None,
+                    base,
+                    rest,
+                )
+                if uri is not None:
+                    self._emit(uri, count, size)
+                    continue
             # Every core in [lo, hi) starts with their common prefix: jump straight to it.
             start = os.path.commonprefix([cores[lo], cores[hi - 1]])
             i = lo
@@ -279,14 +319,34 @@ class _Sharder:
                 i = end
             todo.extend(reversed(children))
 
-    def _exact(self, entry: _Entry, base: str, rest: str) -> None:
+    def _group_uri(
+        self,
+        first: _Entry,
+        narrowed: str,
+        count: int,
+        same_depth: bool,
+        base: str,
+        rest: str | None,
+    ) -> str | None:
+        """The URI of a group, or None if it has none (it must then be split further)."""
+        if rest is not None:
+            return base + narrowed + rest
+        if count == 1 and not has_wildcard(first.comp):
+            return base + first.comp + "/" + RECURSIVE + self.source.extension
+        if same_depth and first.depth is not None:
+            return base + narrowed + "/*" * (first.depth + 1) + self.source.extension
+        return None
+
+    def _exact(self, entry: _Entry, base: str, rest: str | None) -> None:
         """An entry that no group can hold with others: its own literal name."""
         if entry.blocked:
             return
         if has_wildcard(entry.comp):
-            if rest:
-                self._unaddressable_under(base + entry.comp + "/")
-            else:
+            if rest == "":
                 self.unaddressable.append(base + entry.comp)
+            else:
+                self._unaddressable_under(base + entry.comp + "/")
             return
+        if rest is None:
+            rest = "/" + RECURSIVE + self.source.extension
         self._emit(base + entry.comp + rest, entry.objects, entry.bytes)

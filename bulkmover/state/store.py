@@ -26,6 +26,14 @@ from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
 APPLICATION_ID = 0x626D7672  # "bmvr": marks a SQLite file as a bulkmover state file
 
 
+# A shard has *run* once the executor started it, even if it was queued again since (state back
+# to pending, attempts > 0, see bulkmover.state.runs). Replanning keeps every shard that has run.
+def has_run(table: str = "") -> str:
+    """SQL condition: the shard (of ``table``, an alias, if given) has run."""
+    t = f"{table}." if table else ""
+    return f"({t}state != 'pending' OR {t}attempts > 0)"
+
+
 class ShardState(StrEnum):
     """Where a shard is in its life. ``pending`` until the executor starts it."""
 
@@ -236,13 +244,19 @@ class StateStore:
         for name, size, generation in rows:
             yield LedgerObject(shard_id, prefix + name, size, generation)
 
-    def ledger_names(self, *states: ShardState) -> Iterator[str]:
-        """Full names of the files of every shard in ``states``."""
+    def shards_that_ran(self) -> int:
+        """How many shards the executor has started (they survive ``plan --replan``)."""
+        return int(
+            self.conn.execute(f"SELECT count(*) FROM shards WHERE {has_run()}").fetchone()[0]
+        )
+
+    def names_in_shards_that_ran(self) -> Iterator[str]:
+        """Full names of the ledger files of every shard that has run."""
         query = (
             "SELECT s.prefix || o.name FROM shards AS s JOIN objects AS o ON o.shard_id = s.id"
-            f" WHERE s.state IN ({','.join('?' * len(states))})"
+            f" WHERE {has_run('s')}"
         )
-        for (name,) in self.conn.execute(query, [str(s) for s in states]):
+        for (name,) in self.conn.execute(query):
             yield name
 
     def unplanned(self) -> Iterator[UnplannedObject]:
@@ -288,19 +302,18 @@ class PlanDraft:
 class PlanWriter:
     """Writes one plan inside ``StateStore.writing_plan``.
 
-    On entry every ``pending`` shard (and its ledger rows) and every unplanned row is dropped:
-    those are re-planned. Shards in any other state have run or are running, and are kept
-    untouched. New shards get ids above every existing one.
+    On entry every shard that has not run (and its ledger rows) and every unplanned row is
+    dropped: those are re-planned. Shards that have run (``has_run``) are kept untouched. New
+    shards get ids above every existing one.
     """
 
     def __init__(self, conn: sqlite3.Connection, draft: PlanDraft) -> None:
         self.conn = conn
         self.seconds = 0.0
         conn.execute(
-            "DELETE FROM objects WHERE shard_id IN (SELECT id FROM shards WHERE state = ?)",
-            (str(ShardState.PENDING),),
+            f"DELETE FROM objects WHERE shard_id IN (SELECT id FROM shards WHERE NOT {has_run()})"
         )
-        conn.execute("DELETE FROM shards WHERE state = ?", (str(ShardState.PENDING),))
+        conn.execute(f"DELETE FROM shards WHERE NOT {has_run()}")
         conn.execute("DELETE FROM unplanned")
         self.kept: int = conn.execute("SELECT count(*) FROM shards").fetchone()[0]
         self.next_id: int = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM shards").fetchone()[
