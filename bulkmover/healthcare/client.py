@@ -39,6 +39,7 @@ from bulkmover.healthcare.auth import AnonymousCredentials, Credentials
 from bulkmover.healthcare.failures import (
     Call,
     OutcomeUnknownError,
+    ServerError,
     connection_error,
     error_from_response,
 )
@@ -480,6 +481,10 @@ class HealthcareClient:
             if status is not None and 200 <= status < 300:
                 self._record(call, status, attempt, False, elapsed)
                 return self._json(call, payload, endpoint)
+            if failure is not None:
+                message = type(failure).__name__
+            else:
+                message = ServerError.parse(payload).message
 
             # Decide: retry, raise "outcome unknown", or raise the error.
             outcome_unknown = call.starts_operation and (
@@ -500,7 +505,7 @@ class HealthcareClient:
                 assert status is not None
                 retriable = status in (429, 500, 502, 503, 504)
             retrying = retriable and not outcome_unknown and attempt < policy.max_attempts
-            self._record(call, status, attempt, retrying, elapsed)
+            self._record(call, status, attempt, retrying, elapsed, message)
 
             if retrying:
                 delay = policy.delay(attempt - 1, retry_after)
@@ -539,9 +544,15 @@ class HealthcareClient:
             raise error from failure
 
     def _record(
-        self, call: Call, status: int | None, attempt: int, retrying: bool, elapsed: float
+        self,
+        call: Call,
+        status: int | None,
+        attempt: int,
+        retrying: bool,
+        elapsed: float,
+        message: str | None = None,
     ) -> None:
-        event = RequestEvent(call.family, call.method, status, attempt, retrying, elapsed)
+        event = RequestEvent(call.family, call.method, status, attempt, retrying, elapsed, message)
         self.stats.record(event)
         if self._on_response is not None:
             self._on_response(event)

@@ -26,7 +26,9 @@ class RequestEvent:
     """One attempt's outcome. ``status`` is None when no HTTP response came back.
 
     ``method`` is the API method (``dicomStores.import``); ``retrying`` tells whether the client
-    will try again; ``elapsed`` is the attempt's duration in seconds.
+    will try again; ``elapsed`` is the attempt's duration in seconds; ``message`` is the server's
+    error message (or the connection error's type) when the attempt failed, e.g. to tell a 429
+    "too many operations running" from a 429 "requests per minute exhausted".
     """
 
     family: Family
@@ -35,6 +37,7 @@ class RequestEvent:
     attempt: int
     retrying: bool
     elapsed: float
+    message: str | None = None
 
     @property
     def throttled(self) -> bool:

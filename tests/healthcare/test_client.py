@@ -75,6 +75,7 @@ async def test_retries_transient_errors_then_succeeds_and_counts_them(
         op = await client.get_operation(OP_NAME)
     assert op.done and op.counter.success == 5
     assert [e.status for e in events] == [503, 429, 502, 200]
+    assert [e.message for e in events] == ["boom", "boom", "boom", None]
     assert [e.retrying for e in events] == [True, True, True, False]
     assert fast_retry.asked == [(0, None), (1, 7.0), (2, None)]  # type: ignore[attr-defined]
     stats = client.stats[Family.OPERATIONS]

@@ -147,6 +147,7 @@ async def test_running_cap_refusal_and_cancel(tight: RunningServer, bucket: Seed
         assert "too many" in str(caught.value) and caught.value.retry_after
         refused = [e for e in events if e.throttled]
         assert [e.family for e in refused] == [Family.LRO_START] * 2
+        assert all("too many long-running operations" in (e.message or "") for e in refused)
         changes = limits.on_throttled(
             Family.LRO_START, "429 on import start", concurrency=True, in_flight=1
         )
