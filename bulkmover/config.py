@@ -209,7 +209,9 @@ def parse_config(text: str, path: Path) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        problems = err.errors(include_url=False)
+        # An unknown key usually explains a missing one (a typo): report it first.
+        order = {"extra_forbidden": 0, "missing": 2}
+        problems = sorted(err.errors(include_url=False), key=lambda e: order.get(e["type"], 1))
         first = _describe(problems[0], root, path)
         more = len(problems) - 1
         raise ConfigError(
@@ -239,7 +241,7 @@ def _describe(error: ErrorDetails, root: yaml.Node, path: Path) -> str:
     key = ".".join(loc) or "(top level)"
     kind = error["type"]
     if kind == "missing":
-        node = _node_at(root, loc[:-1], key_node=False)
+        node = _node_at(root, loc[:-1], key_node=True)
         example = EXAMPLES.get(key)
         hint = f" (e.g. {example})" if example else ""
         where = f"under {'.'.join(loc[:-1])}:" if len(loc) > 1 else "at the top level"
