@@ -327,8 +327,9 @@ def simulate(
 def test_probe_converges_to_the_knee_of_min_curve(per_operation: float, knee: float) -> None:
     """y = min(C * s, T): settle at the knee T/s, near T, without piling on operations.
 
-    With a small knee one more operation is a big relative step, so "pays" is judged coarsely
-    (from 3 to 4 operations must bring 1/6 more); above about 6 operations it is fine-grained.
+    A raise from c to c+1 pays when it brings at least half of 1/c more, so the probe may stop at
+    c = floor(knee) when knee - c < 1/2: it keeps at least c / (c + 1/2) of T (0.92 from c = 6),
+    minus the occasional re-probe one step down.
     """
     ceiling = per_operation * knee
 
@@ -341,7 +342,7 @@ def test_probe_converges_to_the_knee_of_min_curve(per_operation: float, knee: fl
     settled = Counter(tail).most_common(1)[0][0]
     assert settled in (math.floor(knee), math.ceil(knee))
     achieved = sum(curve(c) for c in tail) / len(tail)
-    assert achieved >= (0.93 if knee >= 6 else 0.8) * ceiling
+    assert achieved >= (0.9 if knee >= 6 else 0.8) * ceiling
 
 
 def test_probe_backs_away_from_a_contended_store() -> None:
