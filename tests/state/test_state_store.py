@@ -1,0 +1,183 @@
+"""The state file: schema, typed records, one-transaction plans, replans that keep what ran."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bulkmover.errors import StateError
+from bulkmover.gcs.listing import ListedObject
+from bulkmover.state import ListingStage, PlanDraft, ShardState, StateStore
+from bulkmover.state.schema import SCHEMA_VERSION
+from bulkmover.state.staging import prefix_end
+
+DRAFT = PlanDraft("gs://b0b/a/**.dcm", 10, 1000, 7, 5, 50, 0.5)
+
+
+def write_plan(store: StateStore, shards: dict[str, list[tuple[str, int, int]]]) -> list[int]:
+    ids = []
+    with store.writing_plan(DRAFT) as writer:
+        for uri, rows in shards.items():
+            prefix = uri.split("/", 3)[3].split("*")[0]
+            shard_id = writer.add_shard(uri, prefix, len(rows), sum(r[1] for r in rows))
+            writer.add_objects(shard_id, prefix, rows)
+            ids.append(shard_id)
+        writer.seconds = 1.5
+    return ids
+
+
+PLAN = {
+    "gs://b0b/a/x/**.dcm": [("a/x/1.dcm", 10, 111), ("a/x/y/2.dcm", 20, 222)],
+    "gs://b0b/a/*.dcm": [("a/3.dcm", 30, 333)],
+    "gs://b0b/a/z.dcm": [("a/z.dcm", 40, 444)],
+}
+
+
+def test_new_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.db"
+    with StateStore.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.latest_plan() is None
+        assert list(store.shards()) == []
+    with StateStore.open(path, create=False) as store:  # reopens without migrating again
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_plan_round_trip(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        ids = write_plan(store, PLAN)
+        assert ids == [1, 2, 3]
+        shards = list(store.shards())
+        assert [(s.id, s.uri, s.objects, s.bytes, s.state) for s in shards] == [
+            (1, "gs://b0b/a/x/**.dcm", 2, 30, ShardState.PENDING),
+            (2, "gs://b0b/a/*.dcm", 1, 30, ShardState.PENDING),
+            (3, "gs://b0b/a/z.dcm", 1, 40, ShardState.PENDING),
+        ]
+        assert [(o.name, o.size, o.generation) for o in store.ledger(1)] == PLAN[
+            "gs://b0b/a/x/**.dcm"
+        ]
+        assert (store.totals().shards, store.totals().objects, store.totals().bytes) == (3, 4, 100)
+        plan = store.latest_plan()
+        assert plan is not None
+        assert (plan.source, plan.new_shards, plan.kept_shards, plan.seconds) == (
+            DRAFT.source,
+            3,
+            0,
+            1.5,
+        )
+        # Ledger names are stored relative to the shard's prefix (that is what keeps it small).
+        raw = store.conn.execute("SELECT shard_id, name FROM objects ORDER BY 1, 2").fetchall()
+        assert raw == [(1, "1.dcm"), (1, "y/2.dcm"), (2, "3.dcm"), (3, "")]
+
+
+def test_a_failed_plan_writes_nothing(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        write_plan(store, PLAN)
+        with pytest.raises(RuntimeError), store.writing_plan(DRAFT) as writer:
+            writer.add_shard("gs://b0b/q/**", "q/", 1, 1)
+            raise RuntimeError("listing broke")
+        assert [s.id for s in store.shards()] == [1, 2, 3]
+        assert len(store.plans()) == 1
+
+
+def test_replan_keeps_shards_that_ran(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        write_plan(store, PLAN)
+        store.set_shard_state(1, ShardState.DONE)
+        # Shard 3 ran once and was queued again (the executor's requeue): it has run.
+        store.conn.execute("UPDATE shards SET attempts = 1 WHERE id = 3")
+        assert store.shards_that_ran() == 2
+        assert sorted(store.names_in_shards_that_ran()) == ["a/x/1.dcm", "a/x/y/2.dcm", "a/z.dcm"]
+        ids = write_plan(store, {"gs://b0b/a/3*.dcm": [("a/3.dcm", 30, 333)]})
+        assert ids == [4]
+        assert [(s.id, s.state) for s in store.shards()] == [
+            (1, ShardState.DONE),
+            (3, ShardState.PENDING),
+            (4, ShardState.PENDING),
+        ]
+        assert [o.name for o in store.ledger(1)] == ["a/x/1.dcm", "a/x/y/2.dcm"]
+        assert (
+            store.conn.execute("SELECT count(*) FROM objects WHERE shard_id = 2").fetchone()[0] == 0
+        )
+        latest = store.latest_plan()
+        assert latest is not None and (latest.kept_shards, latest.new_shards) == (2, 1)
+
+
+def test_unplanned_rows(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        with store.writing_plan(DRAFT) as writer:
+            writer.add_unplanned([("a/x*y.dcm", 5, 9)], "name holds '*'")
+        assert [(u.name, u.reason) for u in store.unplanned()] == [("a/x*y.dcm", "name holds '*'")]
+        plan = store.latest_plan()
+        assert plan is not None and plan.unplanned_objects == 1
+
+
+def test_shard_lookup_and_state_errors(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        write_plan(store, PLAN)
+        assert store.shard(2).uri == "gs://b0b/a/*.dcm"
+        with pytest.raises(StateError, match="shard 99 is not in"):
+            store.shard(99)
+        with pytest.raises(StateError, match="shard 99 is not in"):
+            store.set_shard_state(99, ShardState.DONE)
+        assert [s.id for s in store.shards(ShardState.PENDING)] == [1, 2, 3]
+
+
+def test_refuses_files_that_are_not_state_files(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="not found; run `bulkmover plan CONFIG` first"):
+        StateStore.open(tmp_path / "missing.db", create=False)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StateError, match="is not a bulkmover state file"):
+        StateStore.open(other)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StateError, match="not a usable bulkmover state file"):
+        StateStore.open(garbage)
+
+
+def test_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    StateStore.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StateError, match="written by a newer bulkmover"):
+        StateStore.open(path)
+
+
+def test_listing_stage(tmp_path: Path) -> None:
+    path = tmp_path / "s.db.listing"
+    with ListingStage(path) as stage:
+        stage.add([ListedObject("a/b/2", 2, 20), ListedObject("a/a", 1, 10)])
+        stage.add([ListedObject("a/b/1", 3, 30), ListedObject("b", 4, 40)])
+        stage.add([ListedObject("a/a", 5, 11)])  # listed again: the later one wins
+        assert stage.count() == (4, 14)
+        assert [r[0] for r in stage.rows()] == ["a/a", "a/b/1", "a/b/2", "b"]
+        assert [r[0] for r in stage.rows("a/b/")] == ["a/b/1", "a/b/2"]
+        assert stage.mark_taken(["a/b/1", "zzz"]) == 1
+        assert [(r[0], r[3]) for r in stage.rows("a/")] == [
+            ("a/a", False),
+            ("a/b/1", True),
+            ("a/b/2", False),
+        ]
+        assert path.exists()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "end"),
+    [
+        ("a/b", "a/c"),
+        ("a/", "a0"),
+        ("", None),
+        ("a\U0010ffff", "b"),
+        ("\U0010ffff", None),
+        ("\ud7ff", "\ue000"),
+    ],
+)
+def test_prefix_end(prefix: str, end: str | None) -> None:
+    assert prefix_end(prefix) == end
