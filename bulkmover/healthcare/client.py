@@ -5,8 +5,9 @@ with exponential backoff and full jitter on 429/500/502/503/504 and connection e
 ``Retry-After``; other 4xx raise at once. Failures become one-line ``ApiError``s.
 
 Starting an operation is not idempotent, so import/export POSTs are re-sent only when the failure
-proves no operation started (429, 503, or no connection was made). After a connection lost or a
-timeout once the request was sent, or a 500/502/504 answer, the client raises
+proves no operation started (no connection was made, or an answer in
+``RetryPolicy.not_started_statuses``: 429 and 503 by default). After a connection lost or a
+timeout once the request was sent, or another 5xx answer, the client raises
 ``OutcomeUnknownError`` (retriable, with ``sent_at``): the caller looks for the operation with
 ``operations_started_since`` before it resubmits, so a resumed run does not start work twice.
 
@@ -60,8 +61,11 @@ API_VERSIONS = ("v1", "v1beta1")
 BLOB_STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 USER_AGENT = f"bulkmover/{__version__}"
 
-# No connection was made: the request certainly did not reach the server.
-_NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# No connection was made: the request certainly did not reach the server. (aiohttp < 3.10 has no
+# ConnectionTimeoutError: a connect timeout there counts as "maybe sent", the safe side.)
+_NOT_SENT_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + tuple(
+    getattr(aiohttp, name) for name in ("ConnectionTimeoutError",) if hasattr(aiohttp, name)
+)
 
 log = structlog.get_logger("bulkmover.healthcare")
 T = TypeVar("T")
