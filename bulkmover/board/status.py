@@ -37,8 +37,9 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
     rt = ledger.totals()
     now = time.time()
     running = ledger.shards_in(ShardState.RUNNING)
-    first = ledger.first_submission()
-    elapsed = now - first if first is not None else 0.0
+    finished = rt.shards > 0 and rt.pending == 0 and rt.running == 0
+    span = ledger.activity_span()
+    elapsed = 0.0 if span is None else (span[1] if finished else now) - span[0]
     processed = rt.success + rt.failure
     events = ledger.recent_events(50)
     return Snapshot(
@@ -74,7 +75,7 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
             for e in events
             if e.kind in ("failed", "requeued")
         ][-5:],
-        finished=rt.shards > 0 and rt.pending == 0 and rt.running == 0,
+        finished=finished,
     )
 
 

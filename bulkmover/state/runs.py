@@ -261,9 +261,12 @@ class RunLedger:
         row = self.conn.execute("SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,))
         return int(row.fetchone()[0])
 
-    def first_submission(self) -> float | None:
-        row = self.conn.execute("SELECT MIN(started_at) FROM operations").fetchone()
-        return None if row[0] is None else float(row[0])
+    def activity_span(self) -> tuple[float, float] | None:
+        """(first operation start, last operation end) in epoch seconds, if any ran."""
+        row = self.conn.execute("SELECT MIN(started_at), MAX(ended_at) FROM operations").fetchone()
+        if row[0] is None:
+            return None
+        return float(row[0]), float(row[1] if row[1] is not None else row[0])
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -1,0 +1,257 @@
+"""`bulkmover run` / `status` as a user runs them: subprocesses against the real emulators.
+
+Covers the exit codes, the JSON documents, resume after kill -9 and after Ctrl-C (re-attaching
+to operations instead of submitting them again, checked on the emulator's side), and one-line
+errors for bad input that leave the state file untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import start_gcs_emulator, start_healthcare_emulator
+
+from bulkmover.corpus import CorpusSpec, write_corpus
+
+BULKMOVER = [sys.executable, "-m", "bulkmover.cli"]
+SPEC = CorpusSpec(studies=16, series_per_study=1, instances_per_series=4, bad_files=3, seed=21)
+
+CONFIG = """\
+target:
+  project: p
+  location: l
+  dataset: d
+  dicom_store: s
+  endpoint: {hc}
+storage:
+  endpoint: {gcs}
+import:
+  source: gs://pacs/site-a/**.dcm
+  max_objects_per_shard: {per_shard}
+run:
+  max_operations_in_flight: 4
+  requests_per_minute: 60000
+credentials:
+  kind: anonymous
+state: state/run.db
+"""
+
+
+class Cloud:
+    def __init__(self, tmp: Path, *hc_flags: str) -> None:
+        self.gcs = start_gcs_emulator(tmp / "gcs")
+        self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
+
+    def stop(self) -> None:
+        self.hc.stop()
+        self.gcs.stop()
+
+    def http(self, method: str, path: str) -> Any:
+        req = urllib.request.Request(
+            self.hc.url + path, data=b"{}" if method == "POST" else None, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def make_store(self) -> None:
+        self.http("POST", "/v1/projects/p/locations/l/datasets?datasetId=d")
+        self.http("POST", "/v1/projects/p/locations/l/datasets/d/dicomStores?dicomStoreId=s")
+
+    def imports(self) -> list[dict[str, Any]]:
+        ops = self.http("GET", "/_emulator/operations")["operations"]
+        return [o for o in ops if "gcsSource" in o["request"]]
+
+
+def seeded_cloud(tmp: Path, *hc_flags: str, per_shard: int = 8) -> tuple[Cloud, Path]:
+    cloud = Cloud(tmp, *hc_flags)
+    asyncio.run(write_corpus("gs://pacs", SPEC, storage_endpoint=cloud.gcs.url))
+    cloud.make_store()
+    config = tmp / "job.yaml"
+    config.write_text(CONFIG.format(hc=cloud.hc.url, gcs=cloud.gcs.url, per_shard=per_shard))
+    return cloud, config
+
+
+def bulkmover(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BULKMOVER, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def status(config: Path) -> dict[str, Any]:
+    result = bulkmover("status", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def quick(tmp_path: Path) -> Iterator[tuple[Cloud, Path]]:
+    cloud, config = seeded_cloud(tmp_path)
+    yield cloud, config
+    cloud.stop()
+
+
+def test_run_plans_imports_and_reports(quick: tuple[Cloud, Path]) -> None:
+    cloud, config = quick
+    result = bulkmover("run", str(config), "--json")
+    # The corpus holds bad files: the run completes but must not exit 0.
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    totals = summary["totals"]
+    assert totals["success"] == SPEC.instances
+    assert totals["failure"] == SPEC.bad_files
+    assert totals["done"] == totals["shards"] and totals["failed"] == 0
+    assert summary["ok"] is False and summary["interrupted"] is False
+
+    doc = status(config)
+    assert set(doc) >= {"totals", "shards"}
+    assert doc["totals"]["success"] == SPEC.instances
+    assert doc["totals"]["expected"] == SPEC.files
+    assert len(doc["shards"]) == doc["totals"]["shards"]
+    for shard in doc["shards"]:
+        assert set(shard) >= {"id", "uri", "state", "operation", "success", "failure", "expected"}
+        assert shard["state"] == "done"
+        assert shard["success"] + shard["failure"] == shard["expected"]
+    # Every shard imported once, on the emulator's side.
+    uris = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
+    assert uris == Counter(s["uri"] for s in doc["shards"])
+    # A structured log beside the state file, with no secrets.
+    log = config.parent / "state" / "run.log.jsonl"
+    assert log.exists() and '"event"' in log.read_text()
+
+    # Running again over a finished state submits nothing.
+    again = bulkmover("run", str(config), "--json")
+    assert json.loads(again.stdout)["totals"] == totals
+    assert len(cloud.imports()) == sum(uris.values())
+
+    board = bulkmover("status", str(config))
+    assert board.returncode == 0 and "shards" in board.stdout
+
+
+def _running_operations(config: Path) -> dict[str, str]:
+    """uri -> operation name of shards whose operation name is committed and still running."""
+    if not (config.parent / "state" / "run.db").exists():
+        return {}
+    result = bulkmover("status", str(config), "--json")
+    if result.returncode != 0:
+        return {}
+    doc = json.loads(result.stdout)
+    return {
+        s["uri"]: s["operation"]
+        for s in doc["shards"]
+        if s["operation"] and s["state"] == "running"
+    }
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_without_resubmitting(tmp_path: Path, how: int) -> None:
+    cloud, config = seeded_cloud(tmp_path, "--operation-time", "2.5", "--seed", "5", per_shard=6)
+    try:
+        proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        recorded: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(recorded) < 2:
+            time.sleep(0.3)
+            recorded = _running_operations(config)
+        assert recorded, "no operation was recorded before the deadline"
+        proc.send_signal(how)
+        code = proc.wait(60)
+        if how == signal.SIGINT:
+            assert code == 130, proc.stderr.read() if proc.stderr else ""
+        # The interrupted state is readable and consistent.
+        mid = status(config)
+        assert all(s["state"] in ("pending", "running", "done") for s in mid["shards"])
+
+        result = bulkmover("run", str(config), "--json")
+        assert result.returncode == 1, result.stderr  # bad files
+        final = json.loads(result.stdout)["totals"]
+        assert final["success"] == SPEC.instances and final["failure"] == SPEC.bad_files
+        imports = cloud.imports()
+        per_uri = Counter(o["request"]["gcsSource"]["uri"] for o in imports)
+        for uri, name in recorded.items():
+            assert per_uri[uri] == 1, f"{uri} was submitted again after its operation {name}"
+        names = {o["name"] for o in imports}
+        assert set(recorded.values()) <= names
+    finally:
+        cloud.stop()
+
+
+def test_kill9_at_random_moments_with_faults_ends_exactly_once(tmp_path: Path) -> None:
+    """Repeated kill -9 while the server injects 5xx, resets and failed operations."""
+    cloud, config = seeded_cloud(
+        tmp_path, "--operation-time", "0.6", "--fault-rate", "0.05",
+        "--failed-operation-rate", "0.15", "--seed", "9", per_shard=4,
+    )  # fmt: skip
+    rng = random.Random(1234)
+    try:
+        for _ in range(4):
+            proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)  # fmt: skip
+            time.sleep(rng.uniform(0.8, 3.0))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        result = bulkmover("run", str(config), "--json", timeout=300)
+        doc = status(config)
+        states = Counter(s["state"] for s in doc["shards"])
+        assert states["pending"] == 0 and states["running"] == 0, states
+        assert result.returncode in (0, 1), result.stderr
+        totals = doc["totals"]
+        # Instance totals equal the corpus: every valid file in, every bad one counted failed.
+        assert totals["success"] == SPEC.instances, totals
+        assert totals["failure"] == SPEC.bad_files, totals
+        # On the server: a shard is imported successfully once, plus at most once more when a
+        # kill fell between its POST and the commit of the operation's name (a re-import that
+        # skips what is stored); its recorded operation is one of them.
+        imports = cloud.imports()
+        for shard in doc["shards"]:
+            ops = [o for o in imports if o["request"]["gcsSource"]["uri"] == shard["uri"]]
+            ok = [o for o in ops if not o["error"]]
+            assert len(ok) <= 2, (shard["uri"], ok)
+            assert shard["operation"] in {o["name"] for o in ok}
+    finally:
+        cloud.stop()
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_state_untouched(tmp_path: Path) -> None:
+    missing = bulkmover("run", str(tmp_path / "nope.yaml"))
+    assert missing.returncode != 0
+    assert missing.stderr.startswith("error:") and missing.stderr.count("\n") == 1
+    assert "Traceback" not in missing.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("target: {project: p}\nimport: {source: gs://b/**.dcm}\nstate: s.db\nfoo: 1\n")
+    result = bulkmover("run", str(bad))
+    assert result.returncode != 0 and result.stderr.count("\n") == 1, result.stderr
+    assert "bad.yaml" in result.stderr
+    assert not (tmp_path / "s.db").exists()
+
+    cloud, config = seeded_cloud(tmp_path / "c")
+    try:
+        # A store that does not exist: one line naming it, nothing submitted.
+        text = config.read_text().replace("dicom_store: s", "dicom_store: missing")
+        config.write_text(text)
+        result = bulkmover("run", str(config))
+        assert result.returncode != 0
+        assert result.stderr.count("\n") == 1 and "missing" in result.stderr, result.stderr
+        assert cloud.imports() == []
+        before = status(config)
+        assert all(s["state"] == "pending" and s["operation"] is None for s in before["shards"])
+    finally:
+        cloud.stop()
+    # Unreachable endpoint (the cloud is stopped): one line, state unchanged.
+    result = bulkmover("run", str(config))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert status(config) == before
