@@ -133,6 +133,11 @@ class RunConfig(_Section):
 
     max_operations_in_flight: int = Field(20, ge=1)
     requests_per_minute: int = Field(600, ge=1)
+    probe_throughput: bool = True
+    """Find the concurrency where more operations stop paying (from the store's throughput)."""
+    probe_window_seconds: float = Field(60.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    """Starts of one shard before a transient whole-operation error fails it for good."""
 
 
 class CredentialsConfig(_Section):

@@ -119,18 +119,21 @@ class Executor:
     # -- public ------------------------------------------------------------------------------
 
     def on_response(self, event: RequestEvent) -> None:
-        """Client hook: every 429 feeds the adaptive limits."""
+        """Client hook: every 429 feeds the adaptive limits.
+
+        A refused start says either "too many operations running" (cut the concurrency cap,
+        from what runs now) or "quota exceeded" (a per-minute quota: cut that family's rate).
+        """
         if not event.throttled:
             return
-        if event.family == Family.LRO_START:
+        reason = f"429 on {event.method}"
+        message = (event.message or "").lower()
+        if event.family == Family.LRO_START and "operations" in message and "quota" not in message:
             self.limits.on_throttled(
-                event.family.value,
-                f"429 on {event.method}",
-                concurrency=True,
-                in_flight=len(self.in_flight),
+                event.family.value, reason, concurrency=True, in_flight=len(self.in_flight)
             )
         else:
-            self.limits.on_throttled(event.family.value, f"429 on {event.method}")
+            self.limits.on_throttled(event.family.value, reason)
 
     def stop(self) -> None:
         """Stop submitting and return once what is in progress is recorded.

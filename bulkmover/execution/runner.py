@@ -34,7 +34,6 @@ log = structlog.get_logger("bulkmover.run")
 @dataclass(frozen=True)
 class RunOptions:
     create_store: bool = False  # create the dataset/store when missing (the demo does)
-    probe_throughput: bool = True
     tick: float = 0.5
 
 
@@ -54,11 +53,14 @@ def limit_settings(config: Config) -> LimitSettings:
 def build_limits(config: Config, options: RunOptions) -> AdaptiveLimits:
     settings = limit_settings(config)
     probe = None
-    if options.probe_throughput and settings.max_concurrency > 1:
+    if config.run.probe_throughput and settings.max_concurrency > 1:
+        window = config.run.probe_window_seconds
         probe = ThroughputProbe(
             ProbeSettings(
                 maximum=settings.max_concurrency,
                 initial=max(1, min(settings.max_concurrency, 4)),
+                window=window,
+                settle=window / 6,
             )
         )
     return AdaptiveLimits(settings, probe=probe)
@@ -100,6 +102,7 @@ async def execute(
                 ExecutorSettings(
                     store=target,
                     blob_storage_class=config.import_.storage_class,
+                    max_attempts=config.run.max_attempts,
                     tick=options.tick,
                 ),
                 on_snapshot=board,
