@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -45,8 +47,13 @@ def object_etag(generation: int, metageneration: int) -> str:
 _QUOTE_ASCII = {i: f"%{i:02X}" for i in range(128) if not (chr(i).isalnum() or chr(i) in "-._~")}
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def quote_name(name: str) -> str:
     """An object name as one URL path segment (``/`` included, as %2F)."""
+    if _PLAIN.fullmatch(name):
+        return name.replace("/", "%2F")
     if name.isascii():
         return name.translate(_QUOTE_ASCII)
     return quote(name, safe="")
@@ -81,6 +88,36 @@ def object_resource(row: ObjectRow, bucket: str, base_url: str) -> dict[str, Any
     if row.extra:
         resource.update(row.extra_fields())
     return resource
+
+
+def object_json(row: ObjectRow, bucket: str, base_url: str) -> str:
+    """:func:`object_resource` as compact JSON text, written directly: list pages render a
+    thousand of these, and this is several times faster than building and encoding dicts."""
+    if row.extra:
+        return json.dumps(object_resource(row, bucket, base_url), separators=(",", ":"))
+    base = _json_inner(base_url)
+    quoted = quote_name(row.name)
+    gen = row.generation
+    created = rfc3339(row.created_us)
+    updated = created if row.updated_us == row.created_us else rfc3339(row.updated_us)
+    return (
+        f'{{"kind":"storage#object","id":{json.dumps(f"{bucket}/{row.name}/{gen}")},'
+        f'"selfLink":"{base}/storage/v1/b/{bucket}/o/{quoted}",'
+        f'"mediaLink":"{base}/download/storage/v1/b/{bucket}/o/{quoted}'
+        f'?generation={gen}&alt=media",'
+        f'"name":{json.dumps(row.name)},"bucket":"{bucket}","generation":"{gen}",'
+        f'"metageneration":"{row.metageneration}",'
+        f'"contentType":{json.dumps(row.content_type or DEFAULT_CONTENT_TYPE)},'
+        f'"storageClass":"STANDARD","size":"{row.size}","md5Hash":"{row.md5}",'
+        f'"crc32c":"{row.crc32c}","etag":"{object_etag(gen, row.metageneration)}",'
+        f'"timeCreated":"{created}","updated":"{updated}","timeStorageClassUpdated":"{created}"}}'
+    )
+
+
+@lru_cache(maxsize=64)
+def _json_inner(text: str) -> str:
+    """``text`` escaped for use inside a JSON string literal."""
+    return json.dumps(text)[1:-1]
 
 
 def bucket_resource(row: BucketRow, base_url: str) -> dict[str, Any]:

@@ -35,6 +35,13 @@ def json_response(request: web.Request, body: Mapping[str, Any], status: int = 2
     )
 
 
+def json_text_response(text: str, status: int = 200) -> web.Response:
+    """An answer whose JSON is already written (ASCII-only, as json.dumps writes it)."""
+    return web.Response(
+        status=status, body=text.encode(), content_type="application/json", charset="UTF-8"
+    )
+
+
 def error_response(error: GcsApiError) -> web.Response:
     assert error.status is not None
     if error.status == 304:

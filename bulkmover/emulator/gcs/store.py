@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1"
+UPLOAD_SESSION_LIFETIME_US = 7 * 24 * 3600 * 1_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -91,6 +93,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 ) WITHOUT ROWID;
 """
 
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _OBJECT_COLUMNS = (
     "o.name, o.generation, o.metageneration, o.content_type, o.created_us, o.updated_us, "
     "o.extra, b.sha256, b.size, b.md5, b.crc32c"
@@ -215,6 +218,7 @@ class Store:
             (last,) = conn.execute("SELECT value FROM meta WHERE key='last_generation'").fetchone()
             self._last_generation = int(last)
         self._collect_garbage()
+        self._expire_uploads()
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -264,6 +268,16 @@ class Store:
             conn.execute("COMMIT")
         for _, sha in rows:
             self.blobs.remove(sha)
+
+    def _expire_uploads(self) -> None:
+        """Forget resumable sessions older than a week, as the real service does."""
+        cutoff = now_us() - UPLOAD_SESSION_LIFETIME_US
+        with self._transaction() as conn:
+            expired = conn.execute(
+                "DELETE FROM uploads WHERE created_us < ? RETURNING id", (cutoff,)
+            ).fetchall()
+        for (upload_id,) in expired:
+            self.upload_path(upload_id).unlink(missing_ok=True)
 
     def _blob_id(self, conn: sqlite3.Connection, obj: NewObject) -> int:
         """The blob row of ``obj``'s bytes, moving its temporary file into place first."""
@@ -383,13 +397,6 @@ class Store:
             params.append(end)
         row = self._reader.execute(sql + " ORDER BY name LIMIT 1", params).fetchone()
         return None if row is None else str(row[0])
-
-    def count_objects(self, bucket: str) -> int:
-        b = self.require_bucket(bucket)
-        (n,) = self._reader.execute(
-            "SELECT count(*) FROM objects WHERE bucket_id = ?", (b.id,)
-        ).fetchone()
-        return int(n)
 
     # ---- objects: writes (writer thread) -------------------------------------------------
 
@@ -531,6 +538,8 @@ class Store:
         return self.uploads_dir / upload_id
 
     def get_upload(self, upload_id: str) -> UploadRow | None:
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            return None
         row = self._reader.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
         return None if row is None else UploadRow(*row)
 
