@@ -86,10 +86,14 @@ async def list_matches(
     concurrency: int = 32,
     stats: ListingStats | None = None,
     match_glob: bool = True,
+    page_size: int = PAGE_SIZE,
 ) -> ListingStats:
-    """List every object ``source`` matches into ``sink``; returns the final counters."""
+    """List every object ``source`` matches into ``sink``; returns the final counters.
+
+    ``page_size`` is ``maxResults`` (the service caps it at 1000); tests make it small.
+    """
     stats = stats or ListingStats(str(source))
-    lister = _Lister(source, pages, sink, concurrency, stats, match_glob)
+    lister = _Lister(source, pages, sink, concurrency, stats, match_glob, page_size)
     try:
         await lister.run()
     finally:
@@ -117,7 +121,9 @@ class _Lister:
         concurrency: int,
         stats: ListingStats,
         match_glob: bool,
+        page_size: int,
     ) -> None:
+        self.page_size = str(page_size)
         self.source = source
         self.pages = pages
         self.sink = sink
@@ -202,7 +208,7 @@ class _Lister:
         final_level = not delimited or piece.level == len(self.components) - 1
         params = {
             "prefix": piece.prefix,
-            "maxResults": str(PAGE_SIZE),
+            "maxResults": self.page_size,
             "fields": FIELDS_DELIMITED if delimited else FIELDS,
         }
         if delimited:
@@ -211,17 +217,20 @@ class _Lister:
             params["startOffset"] = piece.start
         if piece.end is not None:
             params["endOffset"] = piece.end
+        reported: set[str] = set()  # a server may repeat a prefix on several pages
         while True:
             page = await self._page(params)
             self.stats.pages += 1
             end = piece.end  # may have shrunk since the request was sent
             overflow = False
+            entries = beyond = 0
             last: str | None = None
             batch: list[ListedObject] = []
             for item in page.get("items") or ():
                 name = item["name"]
+                entries += 1
                 if end is not None and name >= end:
-                    overflow = True
+                    overflow = True  # items come in name order: the rest is another piece's
                     break
                 last = name
                 self.stats.seen += 1
@@ -229,17 +238,19 @@ class _Lister:
                     batch.append(_object(item))
             if delimited:
                 for prefix in page.get("prefixes") or ():
+                    entries += 1
                     if end is not None and prefix >= end:
-                        overflow = True
+                        beyond += 1
                         continue
                     past = prefix[:-1] + "0"  # just after every name under this prefix
                     last = past if last is None or past > last else last
-                    if not final_level:
+                    if not final_level and prefix not in reported:
+                        reported.add(prefix)
                         self._subdirectory(piece, prefix)
             if batch:
                 self._deliver(batch)
             token = page.get("nextPageToken")
-            if not token or overflow:
+            if not token or overflow or (entries and beyond == entries):
                 return
             params["pageToken"] = token
             if last is not None:
