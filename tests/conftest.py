@@ -82,3 +82,41 @@ def healthcare_emulator(
     server = start_healthcare_emulator(tmp_path_factory.mktemp("healthcare-data"), gcs_emulator.url)
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["gcs-emulator", "fake-gcs-server"])
+def gcs_server(request: pytest.FixtureRequest) -> RunningServer:
+    """Each Cloud Storage server in turn (ours, then fake-gcs-server), for differential tests."""
+    server: RunningServer = request.getfixturevalue(
+        "gcs_emulator" if request.param == "gcs-emulator" else "fake_gcs"
+    )
+    return server
+
+
+def fill_bucket(url: str, bucket: str, objects: dict[str, bytes]) -> None:
+    """Create ``bucket`` on a GCS server and upload ``objects`` (name -> bytes) one by one."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def post(path: str, params: dict[str, str], body: bytes, kind: str) -> None:
+        query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        request = urllib.request.Request(
+            f"{url}{path}?{query}", data=body, method="POST", headers={"Content-Type": kind}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.HTTPError as err:
+            if err.code != 409:  # the bucket exists already
+                raise
+
+    bucket_json = json.dumps({"name": bucket}).encode()
+    post("/storage/v1/b", {"project": "test"}, bucket_json, "application/json")
+    for name, data in objects.items():
+        post(
+            f"/upload/storage/v1/b/{bucket}/o",
+            {"uploadType": "media", "name": name},
+            data,
+            "application/octet-stream",
+        )
