@@ -310,15 +310,15 @@ class PlanWriter:
     def __init__(self, conn: sqlite3.Connection, draft: PlanDraft) -> None:
         self.conn = conn
         self.seconds = 0.0
+        # Ids are never reused: the executor's operations and events refer to shards by id.
+        top = conn.execute("SELECT coalesce(max(id), 0) FROM shards").fetchone()[0]
+        self.next_id = int(top) + 1
         conn.execute(
             f"DELETE FROM objects WHERE shard_id IN (SELECT id FROM shards WHERE NOT {has_run()})"
         )
         conn.execute(f"DELETE FROM shards WHERE NOT {has_run()}")
         conn.execute("DELETE FROM unplanned")
         self.kept: int = conn.execute("SELECT count(*) FROM shards").fetchone()[0]
-        self.next_id: int = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM shards").fetchone()[
-            0
-        ]
         self.new_shards = 0
         self.unplanned = 0
         cursor = conn.execute(
