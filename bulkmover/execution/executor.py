@@ -108,8 +108,7 @@ class Executor:
         self._finished_processed = 0  # success+failure of operations ended in this run
         self._samples: deque[tuple[float, int]] = deque(maxlen=120)
         self._submitted = 0
-        self._posting = False
-        self._submitter_task: asyncio.Task[None] | None = None
+        self._posts = 0  # POSTs in progress
         limits.listeners.append(self._on_limit_change)
 
     @property
@@ -138,13 +137,11 @@ class Executor:
     def stop(self) -> None:
         """Stop submitting and return once what is in progress is recorded.
 
-        A submitter waiting for a slot is cancelled at once; one in the middle of a POST is let
-        finish, so that an operation it starts has its name committed.
+        Waiting for a slot ends at once; POSTs already sent are let finish, so that an operation
+        they start has its name committed.
         """
         self._stopping.set()
         self._wake.set()
-        if self._submitter_task is not None and not self._posting:
-            self._submitter_task.cancel()
 
     async def run(self) -> RunResult:
         for shard in self.ledger.recover_interrupted():
@@ -158,14 +155,16 @@ class Executor:
             log.info("reattached", operations=len(self.in_flight))
         try:
             async with asyncio.TaskGroup() as tg:
-                submitter = self._submitter_task = tg.create_task(self._submitter())
+                submitter = tg.create_task(self._submitter())
                 poller = tg.create_task(self._poller())
                 ticker = tg.create_task(self._ticker())
                 await asyncio.wait([submitter])  # ends when all is done, or on stop()
                 poller.cancel()
                 ticker.cancel()
+        except BaseExceptionGroup as group:
+            # A fatal API error (403, 404...) in one task stops them all: report it, not the group.
+            raise _first_user_error(group) from None
         finally:
-            self._submitter_task = None
             if self.in_flight:
                 self._commit_progress()
             self._publish(finished=True)
@@ -180,31 +179,52 @@ class Executor:
     # -- submitting --------------------------------------------------------------------------
 
     async def _submitter(self) -> None:
-        while not self._stopping.is_set():
-            batch = self.ledger.next_pending(time.time())
-            if not batch:
-                if not self.in_flight and self.ledger.next_wakeup() is None:
-                    return  # nothing pending, nothing running: the run is over
-                wakeup = self.ledger.next_wakeup()
-                delay = 1.0 if wakeup is None else max(0.05, min(5.0, wakeup - time.time()))
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                continue
-            for shard in batch:
-                await self.limits.gate.acquire()
-                if self._stopping.is_set():
-                    self.limits.gate.release()
-                    return
-                self._posting = True
-                try:
-                    await self._submit(shard)
-                finally:
-                    self._posting = False
+        """Take pending shards in order; each POST runs as its own task under a gate slot."""
+        async with asyncio.TaskGroup() as posts:
+            while not self._stopping.is_set():
+                batch = self.ledger.next_pending(time.time())
+                if not batch:
+                    wakeup = self.ledger.next_wakeup()
+                    if not self.in_flight and wakeup is None and not self._posts:
+                        return  # nothing pending, nothing running: the run is over
+                    delay = 1.0 if wakeup is None else max(0.05, min(5.0, wakeup - time.time()))
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
+                for shard in batch:
+                    if not await self._acquire_slot():
+                        return
+                    self.ledger.claim(shard.shard_id)
+                    self._posts += 1
+                    posts.create_task(self._submit(shard))
+
+    async def _acquire_slot(self) -> bool:
+        """A slot under the concurrency cap, or False as soon as a stop is asked for."""
+        if self._stopping.is_set():
+            return False
+        acquire = asyncio.ensure_future(self.limits.gate.acquire())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if acquire.done() and not acquire.cancelled() and not self._stopping.is_set():
+            return True
+        acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        if acquire.done() and not acquire.cancelled():
+            self.limits.gate.release()  # granted in the same tick as the stop
+        return False
 
     async def _submit(self, shard: ShardRun) -> None:
-        """Start one import; the slot taken from the gate is released when it ends."""
-        self.ledger.claim(shard.shard_id)
+        """POST one claimed shard's import; the gate slot is released when its operation ends."""
+        try:
+            await self._post(shard)
+        finally:
+            self._posts -= 1
+            self._wake.set()
+
+    async def _post(self, shard: ShardRun) -> None:
         try:
             ref = await self.client.import_dicom(
                 self.settings.store, shard.uri, self.settings.blob_storage_class
@@ -446,6 +466,18 @@ class Executor:
         prefix = f"shard {shard_id}: " if shard_id is not None else ""
         self.errors.append(prefix + message)
         log.warning("error", shard=shard_id, message=message)
+
+
+def _first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first BulkmoverError in ``group`` (depth first), else the group itself."""
+    for exc in group.exceptions:
+        if isinstance(exc, BulkmoverError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_user_error(exc)
+            if found is not exc:
+                return found
+    return group
 
 
 def _finite(value: float | None) -> float | None:
