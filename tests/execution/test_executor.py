@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_gcs_emulator, start_healthcare_emulator
+from cloudkit import start_gcs_emulator, start_healthcare_emulator
 
 from bulkmover.corpus import CorpusSpec, iter_corpus, write_corpus
 from bulkmover.emulator.processes import RunningServer

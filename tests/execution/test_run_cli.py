@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_gcs_emulator, start_healthcare_emulator
+from cloudkit import start_gcs_emulator, start_healthcare_emulator
 
 from bulkmover.corpus import CorpusSpec, write_corpus
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from conftest import fill_bucket, start_gcs_emulator
+from cloudkit import fill_bucket, start_gcs_emulator
 
 from bulkmover.emulator.processes import RunningServer
 from bulkmover.errors import ApiError

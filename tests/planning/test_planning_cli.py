@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import fill_bucket
+from cloudkit import fill_bucket
 
 from bulkmover.emulator.processes import RunningServer
 

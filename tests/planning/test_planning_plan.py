@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import fill_bucket
+from cloudkit import fill_bucket
 
 from bulkmover.config import Config, load_config
 from bulkmover.emulator.processes import RunningServer

