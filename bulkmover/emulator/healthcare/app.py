@@ -71,8 +71,8 @@ async def _flusher(svc: Service) -> None:
     """Commit operation progress every few milliseconds (one transaction per interval)."""
     while True:
         await asyncio.sleep(FLUSH_INTERVAL)
-        if svc.db.dirty or svc.engine.live:
-            svc.engine.flush_progress()
+        svc.engine.flush_progress()
+        if svc.db.dirty:
             svc.db.commit()
 
 

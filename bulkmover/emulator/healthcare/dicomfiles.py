@@ -107,7 +107,7 @@ def _is_sequence(tag: Any, raw: Any) -> bool:
         try:
             vr = dictionary_VR(tag)
         except KeyError:
-            return raw.length == UNDEFINED_LENGTH
+            return bool(raw.length == UNDEFINED_LENGTH)
     return bool(vr == "SQ")
 
 
@@ -250,6 +250,11 @@ def parse_and_stage(data: bytes, staging: str) -> InstanceRecord | DicomFailure:
             fh.write(data)
         os.replace(tmp, staging)
     return result
+
+
+def parse_and_stage_many(items: list[tuple[bytes, str]]) -> list[InstanceRecord | DicomFailure]:
+    """:func:`parse_and_stage` over a batch (one call into a worker process)."""
+    return [parse_and_stage(data, staging) for data, staging in items]
 
 
 class RenderError(Exception):

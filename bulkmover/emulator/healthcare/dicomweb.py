@@ -12,7 +12,6 @@ from bulkmover.emulator.healthcare.dicomfiles import (
     DicomFailure,
     RenderError,
     metadata_json,
-    parse_and_stage,
     render,
 )
 from bulkmover.emulator.healthcare.formats import (
@@ -121,7 +120,7 @@ async def store_instances(request: web.Request) -> web.Response:
     failed: list[dict[str, Any]] = []
     for data in await _parts(request):
         staging = svc.db.staging_dir / f"stow-{uuid.uuid4().hex}.dcm"
-        result = await svc.cpu.run(parse_and_stage, data, str(staging))
+        result = await svc.engine.parse((data, str(staging)))
         if isinstance(result, DicomFailure):
             failed.append({"00081197": _element("US", CANNOT_UNDERSTAND)})
             continue

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bulkmover.emulator.healthcare.cpu import CpuPool
+from bulkmover.emulator.healthcare.cpu import Batcher, CpuPool
 from bulkmover.emulator.healthcare.db import Database, InstanceRow, OperationRow, StoreRow
 from bulkmover.emulator.healthcare.dicomfiles import (
     DicomFailure,
     InstanceRecord,
     RenderError,
-    parse_and_stage,
+    parse_and_stage_many,
     render,
 )
 from bulkmover.emulator.healthcare.filters import ResourcePath, parse_resource_path
@@ -44,7 +44,7 @@ from bulkmover.emulator.healthcare.views import (
 )
 from bulkmover.emulator.healthcare.wildcard import parse_import_uri
 
-CONCURRENCY = 8  # files in flight per operation (downloads, parses, uploads)
+CONCURRENCY = 16  # files in flight per operation (downloads, parses, uploads)
 T = TypeVar("T")
 
 
@@ -77,9 +77,16 @@ class Live:
     def stopping(self) -> bool:
         return self.cancel.is_set() or self.abort is not None
 
+    saved: tuple[int, int, int, int, int] | None = None
+
     @property
     def processed(self) -> int:
         return self.success + self.failure + self.skipped
+
+    @property
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """(success, failure, pending, skipped, logged), as the database row keeps them."""
+        return (self.success, self.failure, self.pending, self.skipped, self.logged)
 
 
 class OperationEngine:
@@ -100,6 +107,9 @@ class OperationEngine:
         self._store_pacers: dict[int, Pacer] = {}
         self._staging = itertools.count()
         self._known_dirs: set[Path] = set()
+        self.parse: Batcher[tuple[bytes, str], InstanceRecord | DicomFailure] = Batcher(
+            cpu, parse_and_stage_many
+        )
 
     # -- starting and stopping ----------------------------------------------------------------
     def new_operation_id(self) -> str:
@@ -192,10 +202,12 @@ class OperationEngine:
                 live.abort = OperationFailed(Code.NOT_FOUND, message)
 
     def flush_progress(self) -> None:
+        """Write the counters that changed since the last flush (into the open transaction)."""
         for live in self.live.values():
-            self.db.save_progress(
-                live.row.seq, live.success, live.failure, live.pending, live.skipped, live.logged
-            )
+            counts = live.counts
+            if counts != live.saved:
+                self.db.save_progress(live.row.seq, *counts)
+                live.saved = counts
 
     def live_row(self, row: OperationRow) -> OperationRow:
         """``row`` with the in-memory counters of a running operation (fresher than the flush)."""
@@ -351,7 +363,7 @@ class OperationEngine:
             self._failed(live, name, source, exc.code, exc.message)
             return
         staging = self.db.staging_dir / f"{live.row.seq}-{next(self._staging)}.dcm"
-        result = await self.cpu.run(parse_and_stage, data, str(staging))
+        result = await self.parse((data, str(staging)))
         if isinstance(result, DicomFailure):
             self._failed(live, name, source, result.code, result.message)
             return
