@@ -226,20 +226,23 @@ def main() -> None:
         results.append(run_one(start_fake, "fake-gcs-server", n, "HTTP uploads"))
 
     table = "\n".join([HEADER, *(r.row() for r in results)])
+    load = os.getloadavg()[1]
+    print(f"\nload average over the last 5 minutes: {load:.1f}")
     if args.write_results:
-        RESULTS.write_text(results_page(table))
+        RESULTS.write_text(results_page(table, load))
         print(f"\nwritten to {RESULTS}")
 
 
-def results_page(table: str) -> str:
+def results_page(table: str, load: float) -> str:
     cpus = os.cpu_count()
     return f"""# Cloud Storage emulator: load and list times
 
 {table}
 
 Measured with `.venv/bin/python benchmarks/gcs_emulator.py --write-results` on a {cpus}-core
-machine ({platform.machine()}, Python {platform.python_version()}, shared with other work, so
-figures are indicative), each server fresh for each size, client and server on loopback.
+machine ({platform.machine()}, Python {platform.python_version()}; shared with other work: the
+5-minute load average was {load:.1f} at the end, so figures are indicative), each server fresh
+for each size, client and server on loopback.
 Objects are {OBJECT_SIZE} bytes, named like a PACS dump (`pacs/studyNNNNN/NNNNNNNN.dcm`, 1000 per
 directory). *Load*: our bulk path (`POST /_emulator/b/BUCKET/bulk`, NDJSON streamed by
 `bulkmover.emulator.gcs.bulk_load`, synthetic content stored once), or HTTP `uploadType=media`

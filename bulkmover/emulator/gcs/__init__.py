@@ -18,7 +18,8 @@ What it serves, on the real service's paths:
 Scale: objects are rows of a ``WITHOUT ROWID`` table keyed by (bucket, name), so a page is one
 range scan whatever the bucket size; bytes are content-addressed files (identical contents are
 stored once); ``--data-dir`` survives restarts and kill -9 (SQLite WAL; a row is committed only
-after its bytes are on disk).
+after its bytes are written to their file; files are not fsynced, so a power cut may lose the
+last writes).
 
 Bulk path, for loading millions of objects fast::
 

@@ -34,8 +34,8 @@ from bulkmover.emulator.gcs.responses import (
     preconditions,
     read_json_object,
 )
+from bulkmover.emulator.gcs.rows import ObjectRow
 from bulkmover.emulator.gcs.state import state_of
-from bulkmover.emulator.gcs.store import ObjectRow
 
 # ---- buckets -----------------------------------------------------------------------------
 

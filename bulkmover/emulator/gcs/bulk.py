@@ -22,8 +22,8 @@ from aiohttp import web
 from bulkmover.emulator.gcs.errors import GcsApiError, invalid
 from bulkmover.emulator.gcs.names import check_bucket_name, object_name_problem
 from bulkmover.emulator.gcs.responses import json_response
+from bulkmover.emulator.gcs.rows import NewObject
 from bulkmover.emulator.gcs.state import EmulatorState, state_of
-from bulkmover.emulator.gcs.store import NewObject
 from bulkmover.emulator.gcs.synthetic import MAX_SYNTHETIC_SIZE
 
 BATCH_ROWS = 10_000

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from bulkmover.emulator.gcs.errors import GcsApiError, bad_parameter
 from bulkmover.emulator.gcs.globs import Glob, compile_glob
 from bulkmover.emulator.gcs.names import successor
-from bulkmover.emulator.gcs.store import ObjectRow, Store
+from bulkmover.emulator.gcs.rows import ObjectRow
+from bulkmover.emulator.gcs.store import Store
 
 MAX_RESULTS = 1000
 MAX_SCANNED_PER_PAGE = 20_000

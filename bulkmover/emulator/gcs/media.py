@@ -17,8 +17,8 @@ from aiohttp import web
 
 from bulkmover.emulator.gcs.errors import GcsApiError, object_not_found
 from bulkmover.emulator.gcs.resources import DEFAULT_CONTENT_TYPE, object_etag
+from bulkmover.emulator.gcs.rows import ObjectRow
 from bulkmover.emulator.gcs.state import state_of
-from bulkmover.emulator.gcs.store import ObjectRow
 
 CHUNK = 1 << 20
 SMALL = 256 << 10

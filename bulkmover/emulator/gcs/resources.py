@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from bulkmover.emulator.gcs.store import BucketRow, ObjectRow
+from bulkmover.emulator.gcs.rows import BucketRow, ObjectRow
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 PROJECT_NUMBER = "0"

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bulkmover.emulator.gcs.errors import GcsApiError, bad_parameter, parse_error
 from bulkmover.emulator.gcs.fields import apply_fields, parse_fields
-from bulkmover.emulator.gcs.store import Preconditions
+from bulkmover.emulator.gcs.rows import Preconditions
 
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 

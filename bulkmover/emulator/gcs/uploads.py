@@ -32,8 +32,8 @@ from bulkmover.emulator.gcs.responses import (
     parse_json_object,
     preconditions,
 )
+from bulkmover.emulator.gcs.rows import NewObject
 from bulkmover.emulator.gcs.state import EmulatorState, state_of
-from bulkmover.emulator.gcs.store import NewObject
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")

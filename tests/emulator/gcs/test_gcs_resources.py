@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkmover.emulator.gcs.resources import object_json, object_resource, quote_name, rfc3339
-from bulkmover.emulator.gcs.store import ObjectRow
+from bulkmover.emulator.gcs.rows import ObjectRow
 
 names = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
