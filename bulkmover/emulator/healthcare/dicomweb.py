@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -50,7 +51,9 @@ def _uids(request: web.Request) -> tuple[str | None, str | None, str | None]:
     return study, series, instance
 
 
-def _search(level: Level):  # type: ignore[no-untyped-def]
+def _search(level: Level) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The QIDO-RS handler of one level (studies, series or instances)."""
+
     async def handler(request: web.Request) -> web.Response:
         svc = service_of(request)
         store = svc.require_store(store_name(request))

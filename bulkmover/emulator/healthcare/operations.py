@@ -29,7 +29,7 @@ from bulkmover.emulator.healthcare.dicomfiles import (
     render,
 )
 from bulkmover.emulator.healthcare.filters import ResourcePath, parse_resource_path
-from bulkmover.emulator.healthcare.formats import parse_mime_type
+from bulkmover.emulator.healthcare.formats import ExportFormat, parse_mime_type
 from bulkmover.emulator.healthcare.gcsclient import GcsClient, GcsError
 from bulkmover.emulator.healthcare.limits import Pacer
 from bulkmover.emulator.healthcare.names import StoreName, parse_gcs_uri
@@ -367,6 +367,9 @@ class OperationEngine:
         if isinstance(result, DicomFailure):
             self._failed(live, name, source, result.code, result.message)
             return
+        if live.abort is not None and live.abort.code is Code.NOT_FOUND:
+            staging.unlink(missing_ok=True)  # the store was deleted meanwhile
+            return
         outcome = self.store_instance(live.store_id, result, staging, live.row.name)
         if outcome == "duplicate" and self.knobs.duplicates_count_as == "skip":
             live.skipped += 1
@@ -443,7 +446,7 @@ class OperationEngine:
         await self._each(live, todo, len(targets), step)
 
     async def _export_one(
-        self, live: Live, inst: InstanceRow, bucket: str, prefix: str, fmt: Any
+        self, live: Live, inst: InstanceRow, bucket: str, prefix: str, fmt: ExportFormat
     ) -> None:
         resource = (
             f"{live.store.path}/dicomWeb/studies/{inst.study}/series/{inst.series}"

@@ -177,16 +177,16 @@ async def store_metrics(request: web.Request) -> web.Response:
     svc = service_of(request)
     store = svc.require_store(store_name(request))
     row = svc.db.metrics(store.id)
-    return json_response(
-        {
-            "name": store.name.path,
-            "studyCount": str(row["studies"]),
-            "seriesCount": str(row["series"]),
-            "instanceCount": str(row["instances"]),
-            "blobStorageSizeBytes": str(row["size"]),
-            "structuredStorageSizeBytes": str(row["structured"]),
-        }
-    )
+    counts = {
+        "studyCount": row["studies"],
+        "seriesCount": row["series"],
+        "instanceCount": row["instances"],
+        "blobStorageSizeBytes": row["size"],
+        "structuredStorageSizeBytes": row["structured"],
+    }
+    # proto3 JSON: int64 as strings, zero values left out (an empty store has only a name)
+    body = {"name": store.name.path} | {k: str(v) for k, v in counts.items() if v}
+    return json_response(body)
 
 
 async def test_iam_permissions(request: web.Request) -> web.Response:

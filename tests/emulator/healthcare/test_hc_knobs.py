@@ -170,3 +170,19 @@ def test_knob_errors_are_one_line() -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--duplicates-count-as" in lines[0]
+
+
+async def test_deleting_a_store_ends_its_operations(
+    start_hc: StartHc, http: aiohttp.ClientSession, gcs_emulator: RunningServer
+) -> None:
+    bucket = await _bucket_of(http, gcs_emulator, 20, seed=47)
+    hc = Hc(start_hc("--operation-speed", "10").url, http)
+    store = await hc.create_store()
+    op = await hc.start_import(store, f"gs://{bucket}/**")
+    assert await hc.ok("DELETE", store) == {}
+    done = await hc.wait(op["name"], limit=10)
+    assert done["error"]["code"] == 5 and "deleted" in done["error"]["message"]
+    dataset, store_id = store.rsplit("/dicomStores/", 1)
+    await hc.ok("POST", f"{dataset}/dicomStores", {}, params={"dicomStoreId": store_id})
+    metrics = await hc.ok("GET", f"{store}:getDICOMStoreMetrics")
+    assert metrics == {"name": store}, "an empty store: zero counts are left out"
