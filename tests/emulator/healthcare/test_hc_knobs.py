@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -186,3 +187,21 @@ async def test_deleting_a_store_ends_its_operations(
     await hc.ok("POST", f"{dataset}/dicomStores", {}, params={"dicomStoreId": store_id})
     metrics = await hc.ok("GET", f"{store}:getDICOMStoreMetrics")
     assert metrics == {"name": store}, "an empty store: zero counts are left out"
+
+
+async def test_profile_sections_and_flags(
+    start_hc: StartHc, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A launcher profile's ``healthcare:`` section applies; a command-line flag wins."""
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "gcs:\n  page_latency: 0.2\nhealthcare:\n  require_auth: true\n  requests_per_minute: 2\n"
+    )
+    strict = Hc(start_hc("--profile", str(profile)).url, http)
+    assert (await strict.call("GET", f"projects/{PROJECT}/locations/l/datasets")).status == 401
+    relaxed = Hc(start_hc("--profile", str(profile), "--no-require-auth").url, http)
+    statuses = [
+        (await relaxed.call("GET", f"projects/{PROJECT}/locations/l/datasets")).status
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
