@@ -14,7 +14,6 @@ The steps, each bounded in memory:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,10 @@ from bulkmover.config import Config
 from bulkmover.errors import PlanError, StateError
 from bulkmover.gcs.client import StorageClient
 from bulkmover.gcs.listing import ListingStats, list_matches
-from bulkmover.gcs.wildcard import Wildcard, parse_wildcard
+from bulkmover.gcs.wildcard import RECURSIVE, Wildcard, parse_wildcard
 from bulkmover.healthcare.retry import RetryPolicy
 from bulkmover.planning.sharding import Limits, Listed, Sharding, ShardSpec, plan_shards
-from bulkmover.state import ListingStage, PlanDraft, Shard, StateStore, Totals
+from bulkmover.state import ListingStage, PlanDraft, PlanWriter, Shard, StateStore, Totals
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
 
@@ -105,7 +104,9 @@ async def plan_async(
             with StateStore.open(config.state, create=False) as store:
                 stage.mark_taken(store.names_in_shards_that_ran())
         with progress.phase("sharding") if progress else nullcontext():
-            sharding = plan_shards(source, _listed(stage), limits, lambda p: _listed(stage, p))
+            sharding = plan_shards(
+                source, stage.sizes(), limits, lambda p: map(Listed._make, stage.sizes(p))
+            )
         _check_unaddressable(sharding, source, settings.unaddressable == "skip")
         draft = PlanDraft(
             source=str(source),
@@ -116,14 +117,18 @@ async def plan_async(
             matched_bytes=matched_bytes,
             list_seconds=stats.elapsed,
         )
+        sealed = stage.seal()
         with progress.phase("writing the ledger") if progress else nullcontext():
             with StateStore.open(config.state) as store:
-                with store.writing_plan(draft) as writer:
+                with store.writing_plan(draft, sealed) as writer:
+                    writer.add_directories_from_stage()
                     for spec in sharding.shards:
                         shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
-                        writer.add_objects(shard_id, spec.prefix, _evaluate(spec, stage))
+                        _copy_checked(writer, shard_id, spec, source, keep_ran)
                     if sharding.unaddressable:
-                        writer.add_unplanned(_unplanned(sharding, stage), UNADDRESSABLE_REASON)
+                        writer.add_unplanned_from_stage(
+                            sharding.unaddressable, UNADDRESSABLE_REASON
+                        )
                     writer.seconds = time.monotonic() - started
                 shards = list(store.shards())
                 totals = store.totals()
@@ -166,36 +171,32 @@ def _check_existing(path: Path, source: Wildcard, replan: bool) -> bool:
     return ran > 0
 
 
-def _listed(stage: ListingStage, prefix: str = "") -> Iterator[Listed]:
-    for name, size, _generation, taken in stage.rows(prefix):
-        yield Listed(name, size, taken)
+def _copy_checked(
+    writer: PlanWriter, shard_id: int, spec: ShardSpec, source: Wildcard, taken: bool
+) -> None:
+    """Write a shard's ledger rows: its URI evaluated with the API's semantics over the listing.
 
-
-def _evaluate(spec: ShardSpec, stage: ListingStage) -> Iterator[tuple[str, int, int]]:
-    """The ledger rows of a shard: its URI evaluated with the API's semantics over the listing.
-
-    Raises PlanError if that is not exactly what the sharder planned (disjointness and cover
-    then follow: the sharder's groups partition the listing).
+    Raises PlanError (and nothing is written) unless that is exactly what the sharder planned;
+    disjointness and cover then follow, since the sharder's groups partition the listing. A
+    ``PREFIX**EXT`` shard needs no matcher: every listed name (matched by the source, so ending
+    with EXT) under a directory PREFIX, or under the source's own prefix, is one of its matches.
     """
-    matches = parse_wildcard(spec.uri).matches
-    objects = nbytes = 0
-    for name, size, generation, taken in stage.rows(spec.prefix):
-        if not matches(name):
-            continue
-        if taken:
-            raise PlanError(
-                f"internal error: new shard {spec.uri} would also import {name}, which a shard"
-                " that already ran holds; nothing was written, please report this"
-            )
-        objects += 1
-        nbytes += size
-        yield name, size, generation
+    plain = spec.pattern == spec.prefix + RECURSIVE + source.extension
+    matches = None if plain else parse_wildcard(spec.uri).matches
+    objects, nbytes = writer.copy_from_stage(shard_id, spec.prefix, matches)
     if (objects, nbytes) != (spec.objects, spec.bytes):
         raise PlanError(
             f"internal error: shard {spec.uri} matches {objects} objects ({nbytes} bytes) but"
             f" {spec.objects} ({spec.bytes} bytes) were planned; nothing was written, please"
             " report this"
         )
+    if taken:
+        clash = writer.taken_in_stage(spec.prefix, parse_wildcard(spec.uri).matches)
+        if clash is not None:
+            raise PlanError(
+                f"internal error: new shard {spec.uri} would also import {clash}, which a shard"
+                " that already ran holds; nothing was written, please report this"
+            )
 
 
 def _check_unaddressable(sharding: Sharding, source: Wildcard, skip: bool) -> None:
@@ -209,11 +210,3 @@ def _check_unaddressable(sharding: Sharding, source: Wildcard, skip: bool) -> No
         " rename them, or set import.unaddressable: skip to plan the rest (they are then"
         " recorded as unplanned in the state file)"
     )
-
-
-def _unplanned(sharding: Sharding, stage: ListingStage) -> Iterator[tuple[str, int, int]]:
-    for name in sharding.unaddressable:
-        for row_name, size, generation, _taken in stage.rows(name):
-            if row_name == name:
-                yield name, size, generation
-                break

@@ -40,14 +40,14 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import NamedTuple
 
 from bulkmover.gcs.wildcard import RECURSIVE, Kind, Wildcard, first_wildcard, has_wildcard
 from bulkmover.planning.components import ComponentPattern
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One object the source matched, as the sharder sees it."""
+class Listed(NamedTuple):
+    """One object the source matched, as the sharder sees it (a tuple: there are millions)."""
 
     name: str
     size: int
@@ -105,9 +105,10 @@ Reread = Callable[[str], Iterable[Listed]]
 
 
 def plan_shards(
-    source: Wildcard, listed: Iterable[Listed], limits: Limits, reread: Reread
+    source: Wildcard, listed: Iterable[tuple[str, int, int]], limits: Limits, reread: Reread
 ) -> Sharding:
-    """Shard the objects in ``listed`` (matched by ``source``, sorted by name)."""
+    """Shard the objects in ``listed``: ``(name, size, taken)`` rows such as ``Listed``, of the
+    names ``source`` matched, sorted by name."""
     return _Sharder(source, limits, reread).run(listed)
 
 
@@ -166,35 +167,27 @@ class _Sharder:
             self.root = ""
             self.levels = [ComponentPattern(c) for c in source.components]
 
-    def run(self, listed: Iterable[Listed]) -> Sharding:
+    def run(self, listed: Iterable[tuple[str, int, int]]) -> Sharding:
         if self.source.kind is Kind.EXACT:
-            objects = [o for o in listed if not o.taken]
-            if objects:
-                self._emit(self.source.pattern, len(objects), sum(o.size for o in objects))
+            sizes = [size for _, size, taken in listed if not taken]
+            if sizes:
+                self._emit(self.source.pattern, len(sizes), sum(sizes))
             return self._result()
         root = _Frame(self.root, "", 0)
         stack = [root]
         skip = len(self.root)
-        for obj in listed:
-            dirs = obj.name[skip:].split("/")
-            dirs.pop()
-            depth = 0
-            while (
-                depth < len(stack) - 1
-                and depth < len(dirs)
-                and stack[depth + 1].comp == dirs[depth]
-            ):
-                depth += 1
-            while len(stack) - 1 > depth:
-                self._close(stack.pop(), stack[-1])
-            for comp in dirs[depth:]:
-                parent = stack[-1]
-                stack.append(_Frame(parent.path + comp + "/", comp, parent.depth + 1))
-            top = stack[-1]
+        directory = None  # the directory of the previous name: most names share it
+        top = root
+        for name, size, taken in listed:
+            cut = name.rfind("/") + 1
+            if name[:cut] != directory:
+                directory = name[:cut]
+                top = self._enter(stack, name[skip:cut].split("/")[:-1])
             top.objects += 1
-            top.bytes += obj.size
+            top.bytes += size
             top.files += 1
-            top.blocked = top.blocked or obj.taken
+            if taken:
+                top.blocked = True
             if top.shallowest != 0:
                 top.reach(0)
         while len(stack) > 1:
@@ -205,6 +198,18 @@ class _Sharder:
             else:
                 self._split(root)
         return self._result()
+
+    def _enter(self, stack: list[_Frame], dirs: list[str]) -> _Frame:
+        """Make ``stack`` the open directories ``dirs`` (closing those left); returns the top."""
+        depth = 0
+        while depth < len(stack) - 1 and depth < len(dirs) and stack[depth + 1].comp == dirs[depth]:
+            depth += 1
+        while len(stack) - 1 > depth:
+            self._close(stack.pop(), stack[-1])
+        for comp in dirs[depth:]:
+            parent = stack[-1]
+            stack.append(_Frame(parent.path + comp + "/", comp, parent.depth + 1))
+        return stack[-1]
 
     def _result(self) -> Sharding:
         shards = sorted(self.shards, key=lambda s: (s.prefix, s.uri))

@@ -10,9 +10,10 @@ Layout (version 1):
   the listing saw, how long it took.
 * ``shards``: one import operation each: its URI, literal ``prefix``, expected objects and bytes,
   and ``state`` (``pending`` until the executor runs it). Ids are small integers.
-* ``objects``: the per-file ledger, every matched object of every shard: ``(shard_id, name)``
-  with the name *relative to the shard's prefix*, in a ``WITHOUT ROWID`` table keyed by exactly
-  that, so a row costs little more than its relative name, size and generation.
+* ``objects``: the per-file ledger, every matched object of every shard, in a ``WITHOUT ROWID``
+  table keyed by ``(shard_id, directory_id, name)``: the directory part of the object name is
+  stored once in ``directories`` and a row holds only the file name, size and generation (PACS
+  exports repeat long study/series UID paths for every file: this halves the ledger).
 * ``unplanned``: matched objects that no shard covers (names no import URI can single out,
   planned with ``import.unaddressable: skip``), with the reason.
 """
@@ -48,12 +49,17 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     CREATE INDEX shards_by_state ON shards(state);
+    CREATE TABLE directories (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE
+    );
     CREATE TABLE objects (
         shard_id INTEGER NOT NULL,
+        directory_id INTEGER NOT NULL,
         name TEXT NOT NULL,
         size INTEGER NOT NULL,
         generation INTEGER NOT NULL,
-        PRIMARY KEY (shard_id, name)
+        PRIMARY KEY (shard_id, directory_id, name)
     ) WITHOUT ROWID;
     CREATE TABLE unplanned (
         name TEXT NOT NULL PRIMARY KEY,

@@ -12,18 +12,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 from bulkmover.errors import StateError
-
-
-class _Object(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def generation(self) -> int: ...
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -53,6 +43,7 @@ class ListingStage:
             self.conn = sqlite3.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StateError(f"cannot create scratch file {path}: {err}; check `state:`") from None
+        self._open = True
         self.conn.executescript(
             """
             PRAGMA journal_mode = OFF;
@@ -63,17 +54,18 @@ class ListingStage:
                 name TEXT NOT NULL PRIMARY KEY,
                 size INTEGER NOT NULL,
                 generation INTEGER NOT NULL,
+                cut INTEGER NOT NULL,  -- length of the directory part: name[:cut] ends with '/'
                 taken INTEGER NOT NULL DEFAULT 0
             ) WITHOUT ROWID;
             BEGIN;
             """
         )
 
-    def add(self, objects: Sequence[_Object]) -> None:
-        """Store matched objects (a later listing of the same name replaces the earlier)."""
+    def add(self, objects: Sequence[tuple[str, int, int]]) -> None:
+        """Store matched ``(name, size, generation)`` (a name listed again replaces the first)."""
         self.conn.executemany(
-            "INSERT OR REPLACE INTO listing (name, size, generation) VALUES (?, ?, ?)",
-            [(o.name, o.size, o.generation) for o in objects],
+            "INSERT OR REPLACE INTO listing (name, size, generation, cut) VALUES (?, ?, ?, ?)",
+            [(name, size, gen, name.rfind("/") + 1) for name, size, gen in objects],
         )
 
     def mark_taken(self, names: Iterable[str]) -> int:
@@ -91,25 +83,38 @@ class ListingStage:
 
     def rows(self, prefix: str = "") -> Iterator[tuple[str, int, int, bool]]:
         """``(name, size, generation, taken)`` of names starting with ``prefix``, in order."""
+        for name, size, taken, generation in self._select(prefix, "name, size, taken, generation"):
+            yield name, size, generation, bool(taken)
+
+    def sizes(self, prefix: str = "") -> Iterator[tuple[str, int, int]]:
+        """``(name, size, taken)`` of names starting with ``prefix``, in order (what the sharder
+        reads: the fewest columns, straight from the cursor)."""
+        return self._select(prefix, "name, size, taken")
+
+    def _select(self, prefix: str, columns: str) -> Iterator[tuple]:  # type: ignore[type-arg]
         end = prefix_end(prefix)
-        if end is None:
-            cursor = self.conn.execute(
-                "SELECT name, size, generation, taken FROM listing WHERE name >= ? ORDER BY name",
-                (prefix,),
-            )
-        else:
-            cursor = self.conn.execute(
-                "SELECT name, size, generation, taken FROM listing"
-                " WHERE name >= ? AND name < ? ORDER BY name",
-                (prefix, end),
-            )
+        query = "name >= ?" if end is None else "name >= ? AND name < ?"
+        params = (prefix,) if end is None else (prefix, end)
+        cursor = self.conn.execute(
+            f"SELECT {columns} FROM listing WHERE {query} ORDER BY name", params
+        )
         while batch := cursor.fetchmany(4096):
-            for name, size, generation, taken in batch:
-                yield name, size, generation, bool(taken)
+            yield from batch
+
+    def seal(self) -> Path:
+        """Commit and close, so that the state file can attach the stage; returns its path."""
+        if self._open:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+            self.conn.close()
+            self._open = False
+        return self.path
 
     def close(self) -> None:
         """Close and delete the scratch file."""
-        self.conn.close()
+        if self._open:
+            self.conn.close()
+            self._open = False
         self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> ListingStage:

@@ -12,7 +12,7 @@ new one, never half of each. Records cross the boundary as frozen dataclasses.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from types import TracebackType
 
 from bulkmover.errors import StateError
 from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
+from bulkmover.state.staging import prefix_end
 
 APPLICATION_ID = 0x626D7672  # "bmvr": marks a SQLite file as a bulkmover state file
 
@@ -236,13 +237,14 @@ class StateStore:
 
     def ledger(self, shard_id: int) -> Iterator[LedgerObject]:
         """Every file of one shard, in name order."""
-        prefix = self.shard(shard_id).prefix
+        self.shard(shard_id)  # StateError if there is no such shard
         rows = self.conn.execute(
-            "SELECT name, size, generation FROM objects WHERE shard_id = ? ORDER BY name",
+            "SELECT d.path || o.name, o.size, o.generation FROM objects AS o"
+            " JOIN directories AS d ON d.id = o.directory_id WHERE o.shard_id = ? ORDER BY 1",
             (shard_id,),
         )
         for name, size, generation in rows:
-            yield LedgerObject(shard_id, prefix + name, size, generation)
+            yield LedgerObject(shard_id, name, size, generation)
 
     def shards_that_ran(self) -> int:
         """How many shards the executor has started (they survive ``plan --replan``)."""
@@ -253,8 +255,8 @@ class StateStore:
     def names_in_shards_that_ran(self) -> Iterator[str]:
         """Full names of the ledger files of every shard that has run."""
         query = (
-            "SELECT s.prefix || o.name FROM shards AS s JOIN objects AS o ON o.shard_id = s.id"
-            f" WHERE {has_run('s')}"
+            "SELECT d.path || o.name FROM shards AS s JOIN objects AS o ON o.shard_id = s.id"
+            f" JOIN directories AS d ON d.id = o.directory_id WHERE {has_run('s')}"
         )
         for (name,) in self.conn.execute(query):
             yield name
@@ -278,12 +280,22 @@ class StateStore:
                 raise StateError(f"shard {shard_id} is not in {self.path}")
 
     @contextmanager
-    def writing_plan(self, draft: PlanDraft) -> Iterator[PlanWriter]:
-        """One transaction that replaces the pending part of the plan (see ``PlanWriter``)."""
-        with self.transaction() as conn:
-            writer = PlanWriter(conn, draft)
-            yield writer
-            writer._finish()
+    def writing_plan(self, draft: PlanDraft, stage: Path | None = None) -> Iterator[PlanWriter]:
+        """One transaction that replaces the not-yet-run part of the plan (see ``PlanWriter``).
+
+        ``stage`` is a sealed ``ListingStage`` file to copy ledger rows from (attached as
+        ``stage`` for the duration).
+        """
+        if stage is not None:
+            self.conn.execute("ATTACH DATABASE ? AS stage", (str(stage),))
+        try:
+            with self.transaction() as conn:
+                writer = PlanWriter(conn, draft)
+                yield writer
+                writer._finish()
+        finally:
+            if stage is not None:
+                self.conn.execute("DETACH DATABASE stage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +329,9 @@ class PlanWriter:
             f"DELETE FROM objects WHERE shard_id IN (SELECT id FROM shards WHERE NOT {has_run()})"
         )
         conn.execute(f"DELETE FROM shards WHERE NOT {has_run()}")
+        conn.execute(
+            "DELETE FROM directories WHERE id NOT IN (SELECT DISTINCT directory_id FROM objects)"
+        )
         conn.execute("DELETE FROM unplanned")
         self.kept: int = conn.execute("SELECT count(*) FROM shards").fetchone()[0]
         self.new_shards = 0
@@ -352,14 +367,78 @@ class PlanWriter:
         self.new_shards += 1
         return shard_id
 
-    def add_objects(self, shard_id: int, prefix: str, rows: Iterable[tuple[str, int, int]]) -> None:
-        """Ledger rows ``(full name, size, generation)`` of one shard; names must start with
-        ``prefix`` (stored relative to it)."""
-        skip = len(prefix)
-        self.conn.executemany(
-            "INSERT INTO objects (shard_id, name, size, generation) VALUES (?,?,?,?)",
-            ((shard_id, name[skip:], size, gen) for name, size, gen in rows),
+    def add_objects(self, shard_id: int, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Ledger rows ``(full name, size, generation)`` of one shard."""
+        directories: dict[str, int] = {}
+        for name, size, generation in rows:
+            cut = name.rfind("/") + 1
+            path = name[:cut]
+            directory_id = directories.get(path)
+            if directory_id is None:
+                directory_id = directories[path] = self._directory(path)
+            self.conn.execute(
+                "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
+                " VALUES (?,?,?,?,?)",
+                (shard_id, directory_id, name[cut:], size, generation),
+            )
+
+    def _directory(self, path: str) -> int:
+        self.conn.execute("INSERT OR IGNORE INTO directories (path) VALUES (?)", (path,))
+        row = self.conn.execute("SELECT id FROM directories WHERE path = ?", (path,)).fetchone()
+        return int(row[0])
+
+    def add_directories_from_stage(self) -> None:
+        """Every directory of the attached stage's names that are not taken, in name order."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO directories (path) SELECT DISTINCT substr(name, 1, cut)"
+            " FROM stage.listing WHERE taken = 0 ORDER BY 1"
         )
+
+    def copy_from_stage(
+        self, shard_id: int, prefix: str, matches: Callable[[str], bool] | None
+    ) -> tuple[int, int]:
+        """Ledger rows of a shard from the attached stage: the names starting with ``prefix``
+        (and accepted by ``matches``, if given) that are not taken. Returns (objects, bytes).
+
+        Call ``add_directories_from_stage`` first.
+        """
+        where, params = _range("l.name", prefix)
+        if matches is not None:
+            self.conn.create_function("bm_match", 1, matches, deterministic=True)
+            where += " AND bm_match(l.name)"
+        self.conn.execute(
+            "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
+            " SELECT ?, d.id, substr(l.name, l.cut + 1), l.size, l.generation"
+            " FROM stage.listing AS l JOIN directories AS d ON d.path = substr(l.name, 1, l.cut)"
+            f" WHERE l.taken = 0 AND {where} ORDER BY l.name",
+            (shard_id, *params),
+        )
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE shard_id = ?", (shard_id,)
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def taken_in_stage(self, prefix: str, matches: Callable[[str], bool]) -> str | None:
+        """A taken name of the attached stage that ``matches`` accepts, if any."""
+        where, params = _range("name", prefix)
+        self.conn.create_function("bm_match", 1, matches, deterministic=True)
+        row = self.conn.execute(
+            f"SELECT name FROM stage.listing WHERE taken = 1 AND {where} AND bm_match(name)"
+            " LIMIT 1",
+            params,
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def add_unplanned_from_stage(self, names: Iterable[str], reason: str) -> None:
+        """Unplanned rows for ``names``, with size and generation from the attached stage."""
+        before = self.conn.total_changes
+        for name in names:
+            self.conn.execute(
+                "INSERT INTO unplanned (name, size, generation, plan_id, reason)"
+                " SELECT name, size, generation, ?, ? FROM stage.listing WHERE name = ?",
+                (self.plan_id, reason, name),
+            )
+        self.unplanned += self.conn.total_changes - before
 
     def add_unplanned(self, rows: Iterable[tuple[str, int, int]], reason: str) -> None:
         before = self.conn.total_changes
@@ -382,6 +461,14 @@ _PLAN_COLUMNS = (
     " seconds"
 )
 _SHARD_COLUMNS = "id, uri, objects, bytes, state, prefix, plan_id"
+
+
+def _range(column: str, prefix: str) -> tuple[str, tuple[str, ...]]:
+    """SQL condition (and parameters) for ``column`` starting with ``prefix``."""
+    end = prefix_end(prefix)
+    if end is None:
+        return f"{column} >= ?", (prefix,)
+    return f"{column} >= ? AND {column} < ?", (prefix, end)
 
 
 def _shard(row: tuple[int, str, int, int, str, str, int]) -> Shard:

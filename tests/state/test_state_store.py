@@ -22,7 +22,7 @@ def write_plan(store: StateStore, shards: dict[str, list[tuple[str, int, int]]])
         for uri, rows in shards.items():
             prefix = uri.split("/", 3)[3].split("*")[0]
             shard_id = writer.add_shard(uri, prefix, len(rows), sum(r[1] for r in rows))
-            writer.add_objects(shard_id, prefix, rows)
+            writer.add_objects(shard_id, rows)
             ids.append(shard_id)
         writer.seconds = 1.5
     return ids
@@ -68,9 +68,18 @@ def test_plan_round_trip(tmp_path: Path) -> None:
             0,
             1.5,
         )
-        # Ledger names are stored relative to the shard's prefix (that is what keeps it small).
-        raw = store.conn.execute("SELECT shard_id, name FROM objects ORDER BY 1, 2").fetchall()
-        assert raw == [(1, "1.dcm"), (1, "y/2.dcm"), (2, "3.dcm"), (3, "")]
+        # Each directory is stored once; a ledger row holds the file name (that keeps it small).
+        raw = store.conn.execute(
+            "SELECT o.shard_id, d.path, o.name FROM objects AS o"
+            " JOIN directories AS d ON d.id = o.directory_id ORDER BY 1, 2, 3"
+        ).fetchall()
+        assert raw == [
+            (1, "a/x/", "1.dcm"),
+            (1, "a/x/y/", "2.dcm"),
+            (2, "a/", "3.dcm"),
+            (3, "a/", "z.dcm"),
+        ]
+        assert store.conn.execute("SELECT count(*) FROM directories").fetchone()[0] == 3
 
 
 def test_a_failed_plan_writes_nothing(tmp_path: Path) -> None:
@@ -104,6 +113,33 @@ def test_replan_keeps_shards_that_ran(tmp_path: Path) -> None:
         )
         latest = store.latest_plan()
         assert latest is not None and (latest.kept_shards, latest.new_shards) == (2, 1)
+
+
+def test_ledger_copied_from_a_listing_stage(tmp_path: Path) -> None:
+    with ListingStage(tmp_path / "s.db.listing") as stage:
+        names = ["a/x/1.dcm", "a/x/2.dcm", "a/x/y/3.dcm", "a/4.dcm", "a/q*.dcm", "b/5.dcm"]
+        stage.add([(name, i, 100 + i) for i, name in enumerate(names)])
+        stage.mark_taken(["b/5.dcm"])
+        sealed = stage.seal()
+        with StateStore.open(tmp_path / "s.db") as store:
+            with store.writing_plan(DRAFT, sealed) as writer:
+                writer.add_directories_from_stage()
+                one = writer.add_shard("gs://b0b/a/x/**.dcm", "a/x/", 3, 3)
+                assert writer.copy_from_stage(one, "a/x/", None) == (3, 3)
+                two = writer.add_shard("gs://b0b/a/*.dcm", "a/", 1, 3)
+                assert writer.copy_from_stage(two, "a/", lambda n: n == "a/4.dcm") == (1, 3)
+                assert writer.taken_in_stage("", lambda n: n.startswith("b/")) == "b/5.dcm"
+                assert writer.taken_in_stage("a/", lambda n: True) is None
+                writer.add_unplanned_from_stage(["a/q*.dcm"], "name holds '*'")
+            assert [(o.name, o.size, o.generation) for o in store.ledger(one)] == [
+                ("a/x/1.dcm", 0, 100),
+                ("a/x/2.dcm", 1, 101),
+                ("a/x/y/3.dcm", 2, 102),
+            ]
+            assert [o.name for o in store.ledger(two)] == ["a/4.dcm"]
+            assert [(u.name, u.size) for u in store.unplanned()] == [("a/q*.dcm", 4)]
+            # The stage is attached only while the plan is written.
+            assert [row[1] for row in store.conn.execute("PRAGMA database_list")] == ["main"]
 
 
 def test_unplanned_rows(tmp_path: Path) -> None:
@@ -153,7 +189,7 @@ def test_listing_stage(tmp_path: Path) -> None:
     path = tmp_path / "s.db.listing"
     with ListingStage(path) as stage:
         stage.add([ListedObject("a/b/2", 2, 20), ListedObject("a/a", 1, 10)])
-        stage.add([ListedObject("a/b/1", 3, 30), ListedObject("b", 4, 40)])
+        stage.add([ListedObject("a/b/1", 3, 30), ("b", 4, 40)])
         stage.add([ListedObject("a/a", 5, 11)])  # listed again: the later one wins
         assert stage.count() == (4, 14)
         assert [r[0] for r in stage.rows()] == ["a/a", "a/b/1", "a/b/2", "b"]
@@ -164,6 +200,7 @@ def test_listing_stage(tmp_path: Path) -> None:
             ("a/b/1", True),
             ("a/b/2", False),
         ]
+        assert list(stage.sizes("a/b")) == [("a/b/1", 3, 1), ("a/b/2", 2, 0)]
         assert path.exists()
     assert not path.exists()
 
