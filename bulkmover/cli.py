@@ -123,7 +123,10 @@ def plan(config: str, as_json: bool, replan: bool) -> None:
 @click.option(
     "--retry-failed", is_flag=True, help="Queue failed shards (and shards with failed files) again."
 )
-def run(config: str, as_json: bool, retry_failed: bool) -> None:
+@click.option(
+    "--create-store", is_flag=True, help="Create the dataset and DICOM store when missing."
+)
+def run(config: str, as_json: bool, retry_failed: bool, create_store: bool) -> None:
     """Run every pending shard as an import operation, with a live board; resumable.
 
     Plans first if the state file holds no plan. Re-attaches to operations still running from
@@ -132,14 +135,18 @@ def run(config: str, as_json: bool, retry_failed: bool) -> None:
 
     \b
     Example:
-      bulkmover run configs/demo.yaml
+      bulkmover run configs/demo.yaml --create-store
       bulkmover status configs/demo.yaml --watch     # from a second terminal
     """
     from pathlib import Path
 
     from bulkmover.execution.command import run_command
 
-    raise SystemExit(run_command(Path(config), as_json=as_json, retry_failed=retry_failed))
+    raise SystemExit(
+        run_command(
+            Path(config), as_json=as_json, retry_failed=retry_failed, create_store=create_store
+        )
+    )
 
 
 @app.command()

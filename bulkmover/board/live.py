@@ -41,6 +41,7 @@ class BoardSink:
         self.last: Snapshot | None = None
         self._live: Live | None = None
         self._last_line = 0.0
+        self._printed: Snapshot | None = None
 
     def __enter__(self) -> BoardSink:
         if self.interactive:
@@ -59,7 +60,7 @@ class BoardSink:
                 self._live.update(render(self.last, self.title))
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
-        elif self.last is not None:
+        elif self.last is not None and self._printed is not self.last:
             self._line(self.last)
 
     def __call__(self, snap: Snapshot) -> None:
@@ -73,6 +74,7 @@ class BoardSink:
 
     def _line(self, snap: Snapshot) -> None:
         self._last_line = time.monotonic()
+        self._printed = snap
         fields = log_fields(snap)
         text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         print(f"progress {text}", file=self.stream, flush=True)

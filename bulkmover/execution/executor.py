@@ -46,6 +46,8 @@ log = structlog.get_logger("bulkmover.executor")
 #: With more operations in flight than this, poll with operations.list instead of one get each.
 LIST_POLL_THRESHOLD = 4
 LIST_PAGE_SIZE = 1000
+#: Operations that left the done=false list get their final ``get`` this many at a time.
+FINAL_GETS_IN_PARALLEL = 16
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Tracked:
     success: int = 0
     failure: int = 0
     next_poll: float = 0.0
+    committed: tuple[int, int] = (0, 0)  # (success, failure) last written to the state file
 
 
 @dataclass
@@ -148,7 +151,12 @@ class Executor:
             assert shard.operation is not None
             self.limits.gate.occupy()
             self.in_flight[shard.shard_id] = Tracked(
-                shard, shard.operation, time.monotonic(), shard.success, shard.failure
+                shard,
+                shard.operation,
+                time.monotonic(),
+                shard.success,
+                shard.failure,
+                committed=(shard.success, shard.failure),
             )
             self.ledger.event(shard.shard_id, "reattached", shard.operation)
         if self.in_flight:
@@ -303,10 +311,29 @@ class Executor:
             for tracked in by_name.values():
                 self._schedule(tracked)
             return
-        for name, tracked in by_name.items():
-            if name not in seen and tracked.shard.shard_id in self.in_flight:
-                await self._poll_one(tracked)
+        await self._poll_ended(
+            [
+                t
+                for name, t in by_name.items()
+                if name not in seen and t.shard.shard_id in self.in_flight
+            ]
+        )
         self._commit_progress()
+
+    async def _poll_ended(self, ended: list[Tracked]) -> None:
+        """One final ``get`` each, a few in parallel: when hundreds of operations end together,
+        getting them one round trip after another kept their slots (and the poller) busy for
+        seconds."""
+        queue = iter(ended)
+
+        async def worker() -> None:
+            for tracked in queue:
+                if tracked.shard.shard_id in self.in_flight:
+                    await self._poll_one(tracked)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(FINAL_GETS_IN_PARALLEL, len(ended))):
+                tg.create_task(worker())
 
     def _observe(self, tracked: Tracked, op: Operation) -> None:
         tracked.success, tracked.failure = op.counter.success, op.counter.failure
@@ -320,9 +347,16 @@ class Executor:
         tracked.next_poll = time.monotonic() + self.settings.poll.delay(age)
 
     def _commit_progress(self) -> None:
-        self.ledger.record_progress(
-            (t.operation, t.success, t.failure) for t in self.in_flight.values()
-        )
+        """Write the counters that moved since last time (one commit).
+
+        Only those: rewriting every operation in flight after every list poll cost a third of
+        the executor's CPU with 400 operations in flight, and stalled the event loop."""
+        moved = [t for t in self.in_flight.values() if (t.success, t.failure) != t.committed]
+        if not moved:
+            return
+        self.ledger.record_progress((t.operation, t.success, t.failure) for t in moved)
+        for t in moved:
+            t.committed = (t.success, t.failure)
 
     def _finish(self, tracked: Tracked, op: Operation | None, lost: str | None) -> None:
         shard = tracked.shard

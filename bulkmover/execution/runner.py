@@ -123,8 +123,8 @@ async def _preflight(client: HealthcareClient, target: StorePath, create: bool) 
     except ApiError as err:
         if err.status == 404:
             raise ApiError(
-                f"DICOM store {target} not found; create it (gcloud healthcare dicom-stores "
-                f"create) or fix `target:` in the config",
+                f"DICOM store {target} not found; create it (`bulkmover run --create-store`, "
+                f"or gcloud healthcare dicom-stores create) or fix `target:` in the config",
                 status=404,
             ) from None
         raise
