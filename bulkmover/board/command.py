@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,7 @@ def status_command(config_path: Path, *, as_json: bool, watch: bool, interval: f
     conn = open_readonly(config.state)
     try:
         if as_json:
-            json.dump(status_json(conn), sys.stdout)
-            sys.stdout.write("\n")
+            sys.stdout.write(status_json(conn) + "\n")
             return
         console = Console()
         title = f"bulkmover status: {config.import_.source}"

@@ -6,10 +6,10 @@ writer) and reads only aggregates and the running shards, so it answers fast on 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 from bulkmover.board.model import InFlight, Snapshot, Totals
 from bulkmover.errors import StateError
@@ -79,35 +79,31 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
     )
 
 
-def status_json(conn: sqlite3.Connection) -> dict[str, Any]:
-    """The documented ``status --json`` document: totals and one entry per shard."""
-    ledger = RunLedger(conn)
-    t = ledger.totals()
-    return {
-        "totals": {
-            "shards": t.shards,
-            "done": t.done,
-            "failed": t.failed,
-            "running": t.running,
-            "pending": t.pending,
-            "success": t.success,
-            "failure": t.failure,
-            "expected": t.expected,
-            "bytes": t.bytes_expected,
-        },
-        "shards": [
-            {
-                "id": s.shard_id,
-                "uri": s.uri,
-                "state": s.state.value,
-                "operation": s.operation,
-                "success": s.success,
-                "failure": s.failure,
-                "expected": s.expected,
-                "attempts": s.attempts,
-                "drift": s.drift,
-                "error": s.error,
-            }
-            for s in ledger.iter_shards()
-        ],
+def status_json(conn: sqlite3.Connection) -> str:
+    """The documented ``status --json`` document: totals and one entry per shard.
+
+    SQLite renders the per-shard array itself (json_object), so 100,000 shards cost a fraction
+    of a second instead of building 100,000 Python dicts.
+    """
+    t = RunLedger(conn).totals()
+    totals = {
+        "shards": t.shards,
+        "done": t.done,
+        "failed": t.failed,
+        "running": t.running,
+        "pending": t.pending,
+        "success": t.success,
+        "failure": t.failure,
+        "expected": t.expected,
+        "bytes": t.bytes_expected,
     }
+    shards = conn.execute(
+        """SELECT COALESCE(json_group_array(json_object(
+               'id', id, 'uri', uri, 'state', state, 'operation', operation,
+               'success', success, 'failure', failure, 'expected', objects,
+               'attempts', attempts,
+               'drift', CASE WHEN drift THEN json('true') ELSE json('false') END,
+               'error', error)), '[]')
+           FROM (SELECT * FROM shards ORDER BY id)"""
+    ).fetchone()[0]
+    return '{"totals": ' + json.dumps(totals) + ', "shards": ' + str(shards) + "}"

@@ -229,8 +229,12 @@ class RunLedger:
         return [ShardRun.from_row(r) for r in rows]
 
     def iter_shards(self) -> Iterator[ShardRun]:
-        for row in self.conn.execute(f"SELECT {_COLUMNS} FROM shards ORDER BY id"):
+        for row in self.shard_rows():
             yield ShardRun.from_row(row)
+
+    def shard_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Every shard as a raw row in ShardRun's field order (for bulk output)."""
+        yield from self.conn.execute(f"SELECT {_COLUMNS} FROM shards ORDER BY id")
 
     def totals(self) -> RunTotals:
         row = self.conn.execute(
