@@ -226,6 +226,7 @@ class _Lister:
             end = piece.end  # may have shrunk since the request was sent
             overflow = False
             entries = beyond = 0
+            first: str | None = None
             last: str | None = None
             batch: list[ListedObject] = []
             items = page.get("items") or ()
@@ -234,6 +235,8 @@ class _Lister:
                 if end is not None and name >= end:
                     overflow = True  # items come in name order: the rest is another piece's
                     break
+                if first is None:
+                    first = name
                 last = name
                 if final_level and matches(name):
                     batch.append(_object(item))
@@ -247,6 +250,7 @@ class _Lister:
                         continue
                     past = prefix[:-1] + "0"  # just after every name under this prefix
                     last = past if last is None or past > last else last
+                    first = prefix if first is None or prefix < first else first
                     if not final_level and prefix not in reported:
                         reported.add(prefix)
                         self._subdirectory(piece, prefix)
@@ -256,8 +260,8 @@ class _Lister:
             if not token or overflow or (entries and beyond == entries):
                 return
             params["pageToken"] = token
-            if last is not None:
-                self._cut(piece, last, delimited)
+            if first is not None and last is not None:
+                self._cut(piece, first, last, delimited)
 
     async def _page(self, params: dict[str, str]) -> dict[str, Any]:
         if self.glob is not None:
@@ -278,14 +282,13 @@ class _Lister:
         if self.component_matchers[piece.level](name):
             self._enqueue(self._level(prefix, piece.level + 1))
 
-    def _cut(self, piece: _Piece, last: str, delimited: bool) -> None:
-        """Give the rest of ``piece`` to idle workers, in parts."""
+    def _cut(self, piece: _Piece, first: str, last: str, delimited: bool) -> None:
+        """Give the rest of ``piece`` (after a page from ``first`` to ``last``) to idle workers."""
         idle = self.idle - self.queue.qsize()
         if idle <= 0:
             return
-        points = split_points(
-            last, piece.end, piece.prefix, min(idle, MAX_CUTS_PER_PAGE), avoid_slash=delimited
-        )
+        count = min(idle, MAX_CUTS_PER_PAGE)
+        points = split_points(first, last, piece.end, piece.prefix, count, avoid_slash=delimited)
         if not points:
             return
         for start, end in zip(points, [*points[1:], piece.end], strict=True):

@@ -1,20 +1,24 @@
 """Where to cut a name range that is still being listed, so idle workers can take a part.
 
-A listing piece covers the names in ``[start, end)``; after a page whose last name is ``last``,
-the rest ``(last, end)`` can be cut at points ``M1 < M2 < ...``: the running page chain keeps
-``(last, M1)`` and new pieces take ``[M1, M2)``, ..., ``[Mk, end)``. Correctness needs only
-``last < M1`` and ``Mk < end``; the points are a guess at even parts.
+A listing piece covers the names in ``[start, end)``; after a page whose names run from
+``first`` to ``last``, the rest ``(last, end)`` can be cut at points ``M1 < M2 < ...``: the
+running page chain keeps ``(last, M1)`` and new pieces take ``[M1, M2)``, ..., ``[Mk, end)``.
+Correctness needs only ``last < M1`` and ``Mk < end``; the points are a guess at useful parts.
 
-The guess works on characters: at the first position where ``last`` and ``end`` differ, spread
-the points over the characters between them. With no ``end``, the top of the character's class
-bounds the spread (a digit is followed by digits up to ``9``, a lowercase letter by letters up to
-``z``). Where nothing lies between (``P`` and ``Q``), go one character deeper. A wrong guess only
-costs an empty page: the next page of the chain cuts again with a tighter ``end``.
+The guess starts at the page's own scale: the first position where ``first`` and ``last``
+differ (names ``site/P0001..`` to ``site/P0008..`` vary at the 4th digit). It gallops from
+``last``'s character there, 1, 2, 4, 8... times the page's own span up within the character's
+class (digits up to ``9``, letters up to ``z``), then one position up, and so on: pieces of
+doubling size right after the page, where names most likely are, none smaller than a page, and a
+last piece for everything else. Each new piece,
+after its own first page, cuts itself the same way, so the chains multiply within a few pages.
+When that yields nothing before ``end``, the points are spread between ``last`` and ``end`` at
+the first position where they differ. A wrong guess only costs an empty page.
 
->>> split_points("site/P0123/x.dcm", None, "site/", 3)
-['site/S', 'site/V', 'site/X']
->>> split_points("site/P0123/x.dcm", "site/Q", "site/", 3)
-['site/P2', 'site/P5', 'site/P8']
+>>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", None, "site/", 4)
+['site/P001', 'site/P002', 'site/P004', 'site/P008']
+>>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", "site/P0009", "site/", 3)
+['site/P0008C', 'site/P0008W', 'site/P0008k']
 """
 
 from __future__ import annotations
@@ -23,19 +27,56 @@ import os
 
 _SURROGATES = range(0xD800, 0xE000)
 _MAX = 0x110000
+_SLASH = 0x2F
 
 
 def split_points(
-    last: str, end: str | None, floor: str, count: int, *, avoid_slash: bool = False
+    first: str,
+    last: str,
+    end: str | None,
+    floor: str,
+    count: int,
+    *,
+    avoid_slash: bool = False,
 ) -> list[str]:
     """Up to ``count`` increasing strings ``M`` with ``last < M`` and ``M < end`` (if given).
 
-    ``floor`` is the listed prefix: points start with it when ``end`` is None. With
-    ``avoid_slash`` no point holds a ``/`` past ``last``'s own (a delimiter listing must not cut
+    ``floor`` is the listed prefix (every name starts with it; points do too). With
+    ``avoid_slash`` no point holds a ``/`` past ``floor`` (a delimiter listing must not cut
     inside a sub-directory, whose prefix would then be reported by two pieces).
     """
-    if count <= 0 or (end is not None and last >= end):
+    if count <= 0 or (end is not None and last >= end) or not last.startswith(floor):
         return []
+    points = _gallop(first, last, end, floor, count, avoid_slash)
+    return points or _bisect(last, end, floor, count, avoid_slash)
+
+
+def _gallop(
+    first: str, last: str, end: str | None, floor: str, count: int, avoid_slash: bool
+) -> list[str]:
+    scale = max(len(os.path.commonprefix([first, last])), len(floor))
+    points: list[str] = []
+    for position in range(min(scale, len(last)), len(floor) - 1, -1):
+        low = ord(last[position]) if position < len(last) else -1
+        ceiling = _ceiling(low)
+        # The page itself spanned this many characters at its scale: no part smaller than it.
+        span = low - ord(first[position]) if position == scale < len(first) else 1
+        step = max(1, span)
+        while low + step < ceiling and len(points) < count:
+            char = low + step
+            step *= 2
+            if not _allowed(char, avoid_slash):
+                continue
+            point = last[:position] + chr(char)
+            if end is not None and point >= end:
+                return points
+            points.append(point)
+        if len(points) >= count:
+            break
+    return points
+
+
+def _bisect(last: str, end: str | None, floor: str, count: int, avoid_slash: bool) -> list[str]:
     position = len(os.path.commonprefix([last, end])) if end is not None else len(floor)
     bounded = end is not None
     while position <= len(last):
@@ -61,6 +102,10 @@ def _ceiling(char: int) -> int:
     return 0x7F if char < 0x7F else _MAX
 
 
+def _allowed(char: int, avoid_slash: bool) -> bool:
+    return char >= 0x20 and char not in _SURROGATES and not (avoid_slash and char == _SLASH)
+
+
 def _spread(low: int, high: int, count: int, avoid_slash: bool) -> list[int]:
     """Up to ``count`` code points strictly between ``low`` and ``high``, evenly spaced."""
     low = max(low, 0x1F)  # never cut at control characters
@@ -71,8 +116,6 @@ def _spread(low: int, high: int, count: int, avoid_slash: bool) -> list[int]:
     chars: list[int] = []
     for t in range(1, k + 1):
         c = low + round(t * (high - low) / (k + 1))
-        if c in _SURROGATES or (avoid_slash and c == 0x2F):
-            continue
-        if low < c < high and (not chars or c > chars[-1]):
+        if _allowed(c, avoid_slash) and low < c < high and (not chars or c > chars[-1]):
             chars.append(c)
     return chars

@@ -139,6 +139,22 @@ def _regex(pattern: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class SqlGlob:
+    """The same match as a SQLite condition: ``name GLOB glob`` and, for single-level patterns,
+    exactly ``slashes`` slashes in the name (GLOB's ``*`` and ``?`` also match ``/``; with as many
+    slashes as the pattern's literal ones, none is left for a wildcard to take)."""
+
+    glob: str
+    slashes: int | None
+
+
+def sql_glob(pattern: str) -> SqlGlob:
+    """The SQLite GLOB form of a valid object pattern (``[`` is GLOB's only other special)."""
+    glob = pattern.replace("[", "[[]")
+    return SqlGlob(glob, None if RECURSIVE in pattern else pattern.count("/"))
+
+
 def compile_component(component: str) -> Callable[[str], object]:
     """Matcher for one ``/``-free component of a single-level pattern."""
     if "/" in component:

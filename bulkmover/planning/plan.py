@@ -5,10 +5,10 @@ The steps, each bounded in memory:
 1. refuse early if the state file already holds a plan (unless replanning);
 2. list the source concurrently into a scratch file beside the state file (``ListingStage``);
 3. on ``--replan``, mark the names already held by shards that ran (they stay as they are);
-4. shard the sorted names (``sharding.plan_shards``);
-5. evaluate every shard URI with the wildcard matcher over the listing and check that it holds
-   exactly the objects the sharder meant (a mismatch is a bug, and nothing is written);
-6. write plan, shards and the per-file ledger in one transaction.
+4. shard the names, grouped by directory (``sharding.plan_shards``);
+5. write plan, shards and the per-file ledger in one transaction, each shard's ledger rows being
+   its URI evaluated over the listing in SQL (``sql_glob``, the API's semantics), and checked to
+   be exactly what the sharder meant (a mismatch is a bug: nothing is written).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from bulkmover.config import Config
 from bulkmover.errors import PlanError, StateError
 from bulkmover.gcs.client import StorageClient
 from bulkmover.gcs.listing import ListingStats, list_matches
-from bulkmover.gcs.wildcard import RECURSIVE, Wildcard, parse_wildcard
+from bulkmover.gcs.wildcard import Wildcard, sql_glob
 from bulkmover.healthcare.retry import RetryPolicy
-from bulkmover.planning.sharding import Limits, Listed, Sharding, ShardSpec, plan_shards
+from bulkmover.planning.sharding import Limits, Sharding, ShardSpec, plan_shards
 from bulkmover.state import ListingStage, PlanDraft, PlanWriter, Shard, StateStore, Totals
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
@@ -104,9 +104,7 @@ async def plan_async(
             with StateStore.open(config.state, create=False) as store:
                 stage.mark_taken(store.names_in_shards_that_ran())
         with progress.phase("sharding") if progress else nullcontext():
-            sharding = plan_shards(
-                source, stage.sizes(), limits, lambda p: map(Listed._make, stage.sizes(p))
-            )
+            sharding = plan_shards(source, stage, limits)
         _check_unaddressable(sharding, source, settings.unaddressable == "skip")
         draft = PlanDraft(
             source=str(source),
@@ -124,7 +122,7 @@ async def plan_async(
                     writer.add_directories_from_stage()
                     for spec in sharding.shards:
                         shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
-                        _copy_checked(writer, shard_id, spec, source, keep_ran)
+                        _copy_checked(writer, shard_id, spec, keep_ran)
                     if sharding.unaddressable:
                         writer.add_unplanned_from_stage(
                             sharding.unaddressable, UNADDRESSABLE_REASON
@@ -171,19 +169,14 @@ def _check_existing(path: Path, source: Wildcard, replan: bool) -> bool:
     return ran > 0
 
 
-def _copy_checked(
-    writer: PlanWriter, shard_id: int, spec: ShardSpec, source: Wildcard, taken: bool
-) -> None:
-    """Write a shard's ledger rows: its URI evaluated with the API's semantics over the listing.
+def _copy_checked(writer: PlanWriter, shard_id: int, spec: ShardSpec, taken: bool) -> None:
+    """Write a shard's ledger rows: its URI evaluated over the listing, in SQL (GLOB).
 
     Raises PlanError (and nothing is written) unless that is exactly what the sharder planned;
-    disjointness and cover then follow, since the sharder's groups partition the listing. A
-    ``PREFIX**EXT`` shard needs no matcher: every listed name (matched by the source, so ending
-    with EXT) under a directory PREFIX, or under the source's own prefix, is one of its matches.
+    disjointness and cover then follow, since the sharder's groups partition the listing.
     """
-    plain = spec.pattern == spec.prefix + RECURSIVE + source.extension
-    matches = None if plain else parse_wildcard(spec.uri).matches
-    objects, nbytes = writer.copy_from_stage(shard_id, spec.prefix, matches)
+    glob = sql_glob(spec.pattern)
+    objects, nbytes = writer.copy_from_stage(shard_id, spec.prefix, glob.glob, glob.slashes)
     if (objects, nbytes) != (spec.objects, spec.bytes):
         raise PlanError(
             f"internal error: shard {spec.uri} matches {objects} objects ({nbytes} bytes) but"
@@ -191,7 +184,7 @@ def _copy_checked(
             " report this"
         )
     if taken:
-        clash = writer.taken_in_stage(spec.prefix, parse_wildcard(spec.uri).matches)
+        clash = writer.taken_in_stage(spec.prefix, glob.glob, glob.slashes)
         if clash is not None:
             raise PlanError(
                 f"internal error: new shard {spec.uri} would also import {clash}, which a shard"

@@ -28,19 +28,21 @@ How (one pass over the names in sorted order, so every directory's subtree is a 
 * Names marked ``taken`` (already in shards that ran, on ``--replan``) are never covered by a new
   shard: any group holding one is split further.
 
-Memory: the open directories along the current path, the child entries of those directories
-(never their files), and, when a directory's own files must be split, those files (re-read on
-demand through ``reread``). Deterministic: the same listing gives the same shards.
+Input: the listing as a ``Listing``: one aggregate row per directory (files directly in it, their
+bytes, how many are taken), in path order, plus the files of one directory or under one prefix
+on demand. Memory: the open directories along the current path, the child entries of those
+directories, and, when a directory's own files must be split, those files. Deterministic: the
+same listing gives the same shards.
 """
 
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from bulkmover.gcs.wildcard import RECURSIVE, Kind, Wildcard, first_wildcard, has_wildcard
 from bulkmover.planning.components import ComponentPattern
@@ -100,16 +102,53 @@ class Sharding:
         return sum(s.bytes for s in self.shards)
 
 
-Reread = Callable[[str], Iterable[Listed]]
-"""All matched objects whose name starts with a prefix, in name order (taken ones included)."""
+class Listing(Protocol):
+    """What the sharder reads: the names a source matched, grouped by directory."""
+
+    def directories(self) -> Iterable[tuple[str, int, int, int]]:
+        """``(directory, files, bytes, taken files)`` for every directory holding matched files
+        directly (``directory`` ends with ``/``, or is ``""``), in path order."""
+        ...
+
+    def files(self, directory: str) -> Iterable[tuple[str, int, int]]:
+        """``(name, size, taken)`` of the matched files directly in ``directory``."""
+        ...
+
+    def under(self, prefix: str) -> Iterable[tuple[str, int, int]]:
+        """``(name, size, taken)`` of every matched name starting with ``prefix``."""
+        ...
 
 
-def plan_shards(
-    source: Wildcard, listed: Iterable[tuple[str, int, int]], limits: Limits, reread: Reread
-) -> Sharding:
-    """Shard the objects in ``listed``: ``(name, size, taken)`` rows such as ``Listed``, of the
-    names ``source`` matched, sorted by name."""
-    return _Sharder(source, limits, reread).run(listed)
+class MemoryListing:
+    """A ``Listing`` over rows held in memory (tests, small listings)."""
+
+    def __init__(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        self.rows: list[tuple[str, int, int]] = sorted(rows)
+        self.names = [row[0] for row in self.rows]
+
+    def directories(self) -> list[tuple[str, int, int, int]]:
+        groups: dict[str, list[int]] = {}
+        for name, size, taken in self.rows:
+            group = groups.setdefault(name[: name.rfind("/") + 1], [0, 0, 0])
+            group[0] += 1
+            group[1] += size
+            group[2] += int(bool(taken))
+        return [(d, *groups[d]) for d in sorted(groups)]  # type: ignore[misc]
+
+    def files(self, directory: str) -> list[tuple[str, int, int]]:
+        return [r for r in self.under(directory) if "/" not in r[0][len(directory) :]]
+
+    def under(self, prefix: str) -> list[tuple[str, int, int]]:
+        start = bisect_left(self.names, prefix)
+        end = start
+        while end < len(self.names) and self.names[end].startswith(prefix):
+            end += 1
+        return self.rows[start:end]
+
+
+def plan_shards(source: Wildcard, listing: Listing, limits: Limits) -> Sharding:
+    """Shard the objects of ``listing`` (the names ``source`` matched)."""
+    return _Sharder(source, limits, listing).run()
 
 
 @dataclass(slots=True)
@@ -149,10 +188,10 @@ class _Frame:
 
 
 class _Sharder:
-    def __init__(self, source: Wildcard, limits: Limits, reread: Reread) -> None:
+    def __init__(self, source: Wildcard, limits: Limits, listing: Listing) -> None:
         self.source = source
         self.limits = limits
-        self.reread = reread
+        self.listing = listing
         self.shards: list[ShardSpec] = []
         self.unaddressable: list[str] = []
         prefix = source.literal_prefix
@@ -167,29 +206,24 @@ class _Sharder:
             self.root = ""
             self.levels = [ComponentPattern(c) for c in source.components]
 
-    def run(self, listed: Iterable[tuple[str, int, int]]) -> Sharding:
+    def run(self) -> Sharding:
+        directories = self.listing.directories()
         if self.source.kind is Kind.EXACT:
-            sizes = [size for _, size, taken in listed if not taken]
-            if sizes:
-                self._emit(self.source.pattern, len(sizes), sum(sizes))
+            for _, files, nbytes, taken in directories:
+                if files > taken:
+                    self._emit(self.source.pattern, files - taken, nbytes)
             return self._result()
         root = _Frame(self.root, "", 0)
         stack = [root]
         skip = len(self.root)
-        directory = None  # the directory of the previous name: most names share it
-        top = root
-        for name, size, taken in listed:
-            cut = name.rfind("/") + 1
-            if name[:cut] != directory:
-                directory = name[:cut]
-                top = self._enter(stack, name[skip:cut].split("/")[:-1])
-            top.objects += 1
-            top.bytes += size
-            top.files += 1
+        for directory, files, nbytes, taken in directories:
+            top = self._enter(stack, directory[skip:].split("/")[:-1])
+            top.objects += files
+            top.bytes += nbytes
+            top.files += files
             if taken:
                 top.blocked = True
-            if top.shallowest != 0:
-                top.reach(0)
+            top.reach(0)
         while len(stack) > 1:
             self._close(stack.pop(), stack[-1])
         if root.objects:
@@ -237,7 +271,7 @@ class _Sharder:
             for entry in frame.dirs:
                 if not entry.blocked:
                     self._unaddressable_under(frame.path + entry.comp + "/")
-            self.unaddressable += (o.name for o in self._direct_files(frame) if not o.taken)
+            self.unaddressable += (n for n, _, taken in self._direct_files(frame) if not taken)
             return
         if self.source.kind is Kind.RECURSIVE:
             dirs = self.root_dirs if frame.depth == 0 else self.deep_dirs
@@ -252,20 +286,18 @@ class _Sharder:
             rest = "/" + "/".join(self.source.components[frame.depth + 1 :])
             self._group(frame.dirs, self.levels[frame.depth], frame.path, rest)
 
-    def _direct_files(self, frame: _Frame) -> Iterable[Listed]:
-        if not frame.files:
-            return
-        skip = len(frame.path)
-        for obj in self.reread(frame.path):
-            if "/" not in obj.name[skip:]:
-                yield obj
+    def _direct_files(self, frame: _Frame) -> Iterable[tuple[str, int, int]]:
+        return self.listing.files(frame.path) if frame.files else ()
 
     def _file_entries(self, frame: _Frame) -> list[_Entry]:
         skip = len(frame.path)
-        return [_Entry(o.name[skip:], 1, o.size, o.taken) for o in self._direct_files(frame)]
+        return [
+            _Entry(name[skip:], 1, size, bool(taken))
+            for name, size, taken in self._direct_files(frame)
+        ]
 
     def _unaddressable_under(self, prefix: str) -> None:
-        self.unaddressable += (o.name for o in self.reread(prefix) if not o.taken)
+        self.unaddressable += (name for name, _, taken in self.listing.under(prefix) if not taken)
 
     def _group(
         self, entries: list[_Entry], pattern: ComponentPattern, base: str, rest: str | None

@@ -12,7 +12,7 @@ new one, never half of each. Records cross the boundary as frozen dataclasses.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -395,17 +395,13 @@ class PlanWriter:
         )
 
     def copy_from_stage(
-        self, shard_id: int, prefix: str, matches: Callable[[str], bool] | None
+        self, shard_id: int, prefix: str, glob: str, slashes: int | None
     ) -> tuple[int, int]:
-        """Ledger rows of a shard from the attached stage: the names starting with ``prefix``
-        (and accepted by ``matches``, if given) that are not taken. Returns (objects, bytes).
-
-        Call ``add_directories_from_stage`` first.
+        """Ledger rows of a shard from the attached stage: the names that are not taken, start
+        with ``prefix``, match ``glob`` (SQLite GLOB) and hold ``slashes`` slashes (if given).
+        Returns (objects, bytes). Call ``add_directories_from_stage`` first.
         """
-        where, params = _range("l.name", prefix)
-        if matches is not None:
-            self.conn.create_function("bm_match", 1, matches, deterministic=True)
-            where += " AND bm_match(l.name)"
+        where, params = _shard_condition("l.name", prefix, glob, slashes)
         self.conn.execute(
             "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
             " SELECT ?, d.id, substr(l.name, l.cut + 1), l.size, l.generation"
@@ -418,14 +414,11 @@ class PlanWriter:
         ).fetchone()
         return int(row[0]), int(row[1])
 
-    def taken_in_stage(self, prefix: str, matches: Callable[[str], bool]) -> str | None:
-        """A taken name of the attached stage that ``matches`` accepts, if any."""
-        where, params = _range("name", prefix)
-        self.conn.create_function("bm_match", 1, matches, deterministic=True)
+    def taken_in_stage(self, prefix: str, glob: str, slashes: int | None) -> str | None:
+        """A taken name of the attached stage that the shard condition accepts, if any."""
+        where, params = _shard_condition("name", prefix, glob, slashes)
         row = self.conn.execute(
-            f"SELECT name FROM stage.listing WHERE taken = 1 AND {where} AND bm_match(name)"
-            " LIMIT 1",
-            params,
+            f"SELECT name FROM stage.listing WHERE taken = 1 AND {where} LIMIT 1", params
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -463,12 +456,20 @@ _PLAN_COLUMNS = (
 _SHARD_COLUMNS = "id, uri, objects, bytes, state, prefix, plan_id"
 
 
-def _range(column: str, prefix: str) -> tuple[str, tuple[str, ...]]:
-    """SQL condition (and parameters) for ``column`` starting with ``prefix``."""
+def _shard_condition(
+    column: str, prefix: str, glob: str, slashes: int | None
+) -> tuple[str, tuple[str | int, ...]]:
+    """SQL condition (and parameters): starts with ``prefix`` (a range, using the key), matches
+    ``glob``, holds ``slashes`` slashes."""
     end = prefix_end(prefix)
-    if end is None:
-        return f"{column} >= ?", (prefix,)
-    return f"{column} >= ? AND {column} < ?", (prefix, end)
+    where = f"{column} >= ?" + ("" if end is None else f" AND {column} < ?")
+    params: tuple[str | int, ...] = (prefix,) if end is None else (prefix, end)
+    where += f" AND {column} GLOB ?"
+    params += (glob,)
+    if slashes is not None:
+        where += f" AND length({column}) - length(replace({column}, '/', '')) = ?"
+        params += (slashes,)
+    return where, params
 
 
 def _shard(row: tuple[int, str, int, int, str, str, int]) -> Shard:

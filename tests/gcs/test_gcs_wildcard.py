@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from functools import cache
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from bulkmover.errors import PlanError
 from bulkmover.gcs.uri import GcsUri, parse_gcs_uri
-from bulkmover.gcs.wildcard import Kind, parse_wildcard
+from bulkmover.gcs.wildcard import Kind, parse_wildcard, sql_glob
 
 
 # The oracle: an independent reading of the API's wildcard rules (a memoised backtracking
@@ -192,6 +193,22 @@ def test_matcher_agrees_with_oracle(pattern: str, candidates: list[str]) -> None
     wildcard = parse_wildcard(GcsUri("b0b", pattern))
     for name in candidates:
         assert wildcard.matches(name) is oracle_matches(pattern, name), (pattern, name)
+
+
+@settings(max_examples=400)
+@given(valid_patterns(), st.lists(names, max_size=12))
+@example("a[b]/*.d", ["a[b]/x.d", "ab/x.d", "a[b]/y/x.d"])
+def test_sql_glob_agrees_with_the_matcher(pattern: str, candidates: list[str]) -> None:
+    """The SQLite form used to fill the ledger selects exactly what the matcher accepts."""
+    wildcard = parse_wildcard(GcsUri("b0b", pattern))
+    glob = sql_glob(pattern)
+    with sqlite3.connect(":memory:") as conn:
+        for name in candidates:
+            row = conn.execute(
+                "SELECT ? GLOB ? AND (? IS NULL OR length(?) - length(replace(?, '/', '')) = ?)",
+                (name, glob.glob, glob.slashes, name, name, glob.slashes),
+            ).fetchone()
+            assert bool(row[0]) is wildcard.matches(name), (pattern, name)
 
 
 @settings(max_examples=400)

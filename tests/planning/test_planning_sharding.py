@@ -8,16 +8,13 @@ single object; counts are what evaluation gives; the result is deterministic.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bulkmover.gcs.uri import GcsUri
 from bulkmover.gcs.wildcard import Kind, Wildcard, has_wildcard, parse_wildcard
-from bulkmover.planning.sharding import Limits, Listed, Sharding, plan_shards
+from bulkmover.planning.sharding import Limits, Listed, MemoryListing, Sharding, plan_shards
 
 BUCKET = "b0b"
 
@@ -29,16 +26,8 @@ def run(
     taken: frozenset[str] = frozenset(),
 ) -> tuple[Wildcard, Sharding]:
     wildcard = parse_wildcard(GcsUri(BUCKET, source))
-    matched = sorted(n for n in sizes if wildcard.matches(n))
-    rows = [Listed(n, sizes[n], n in taken) for n in matched]
-
-    def reread(prefix: str) -> Iterator[Listed]:
-        i = bisect_left(matched, prefix)
-        while i < len(rows) and rows[i].name.startswith(prefix):
-            yield rows[i]
-            i += 1
-
-    return wildcard, plan_shards(wildcard, iter(rows), limits, reread)
+    rows = [Listed(n, sizes[n], n in taken) for n in sizes if wildcard.matches(n)]
+    return wildcard, plan_shards(wildcard, MemoryListing(rows), limits)
 
 
 def check(

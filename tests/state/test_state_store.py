@@ -125,11 +125,11 @@ def test_ledger_copied_from_a_listing_stage(tmp_path: Path) -> None:
             with store.writing_plan(DRAFT, sealed) as writer:
                 writer.add_directories_from_stage()
                 one = writer.add_shard("gs://b0b/a/x/**.dcm", "a/x/", 3, 3)
-                assert writer.copy_from_stage(one, "a/x/", None) == (3, 3)
-                two = writer.add_shard("gs://b0b/a/*.dcm", "a/", 1, 3)
-                assert writer.copy_from_stage(two, "a/", lambda n: n == "a/4.dcm") == (1, 3)
-                assert writer.taken_in_stage("", lambda n: n.startswith("b/")) == "b/5.dcm"
-                assert writer.taken_in_stage("a/", lambda n: True) is None
+                assert writer.copy_from_stage(one, "a/x/", "a/x/*.dcm", None) == (3, 3)
+                two = writer.add_shard("gs://b0b/a/4*.dcm", "a/4", 1, 3)
+                assert writer.copy_from_stage(two, "a/4", "a/4*.dcm", 1) == (1, 3)
+                assert writer.taken_in_stage("", "b/*", None) == "b/5.dcm"
+                assert writer.taken_in_stage("a/", "a/*", None) is None
                 writer.add_unplanned_from_stage(["a/q*.dcm"], "name holds '*'")
             assert [(o.name, o.size, o.generation) for o in store.ledger(one)] == [
                 ("a/x/1.dcm", 0, 100),
@@ -200,7 +200,9 @@ def test_listing_stage(tmp_path: Path) -> None:
             ("a/b/1", True),
             ("a/b/2", False),
         ]
-        assert list(stage.sizes("a/b")) == [("a/b/1", 3, 1), ("a/b/2", 2, 0)]
+        assert list(stage.under("a/b")) == [("a/b/1", 3, 1), ("a/b/2", 2, 0)]
+        assert list(stage.files("a/")) == [("a/a", 5, 0)]
+        assert list(stage.directories()) == [("", 1, 4, 0), ("a/", 1, 5, 0), ("a/b/", 2, 5, 1)]
         assert path.exists()
     assert not path.exists()
 

@@ -1,0 +1,51 @@
+"""Cut points of a name range being listed: always strictly inside it, whatever the names."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bulkmover.gcs.ranges import split_points
+
+names = st.text(alphabet="ab09./ \x7fé\U0001f600", max_size=8)
+
+
+@settings(max_examples=1000)
+@given(
+    st.sampled_from(["", "a", "a/", "ab/0"]),
+    names,
+    names,
+    st.one_of(st.none(), names),
+    st.integers(1, 20),
+    st.booleans(),
+)
+def test_points_lie_strictly_inside_the_rest_of_the_range(
+    floor: str, first: str, last: str, end: str | None, count: int, avoid_slash: bool
+) -> None:
+    first, last = floor + min(first, last), floor + max(first, last)
+    if end is not None:
+        end = floor + end
+    points = split_points(first, last, end, floor, count, avoid_slash=avoid_slash)
+    assert len(points) <= count
+    assert points == sorted(set(points)), "strictly increasing"
+    for point in points:
+        assert point > last
+        assert end is None or point < end
+        assert point.startswith(floor)
+        if avoid_slash:
+            assert "/" not in point[len(floor) :] or "/" in last[len(floor) :]
+        assert not any(0xD800 <= ord(c) < 0xE000 for c in point)
+
+
+def test_galloping_from_the_page_scale() -> None:
+    points = split_points("s/0000001/a", "s/0000003/b", None, "s/", 6)
+    assert points == ["s/0000005", "s/0000007", "s/000001", "s/000002", "s/000004", "s/000008"]
+
+
+def test_bounded_range_without_room_to_gallop_is_bisected() -> None:
+    assert split_points("s/P1", "s/P1zz", "s/P2", "s/", 2) == ["s/P1zz?", "s/P1zz_"]
+
+
+def test_no_room_no_points() -> None:
+    assert split_points("a", "b", "b", "", 4) == []
+    assert split_points("a/b", "a/b", None, "x/", 4) == []
