@@ -62,7 +62,7 @@ class Cloud:
     def http(self, method: str, path: str) -> Any:
         req = urllib.request.Request(
             self.hc.url + path, data=b"{}" if method == "POST" else None, method=method,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": "Bearer test"},
         )  # fmt: skip
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read() or b"{}")
@@ -220,6 +220,18 @@ def test_kill9_at_random_moments_with_faults_ends_exactly_once(tmp_path: Path) -
             ok = [o for o in ops if not o["error"]]
             assert len(ok) <= 2, (shard["uri"], ok)
             assert shard["operation"] in {o["name"] for o in ok}
+    finally:
+        cloud.stop()
+
+
+def test_refused_credentials_are_one_line_and_submit_nothing(tmp_path: Path) -> None:
+    cloud, config = seeded_cloud(tmp_path, "--require-auth")
+    try:
+        result = bulkmover("run", str(config))
+        assert result.returncode != 0
+        assert result.stderr.startswith("error:") and result.stderr.count("\n") == 1
+        assert "401" in result.stderr or "credential" in result.stderr.lower(), result.stderr
+        assert cloud.imports() == []
     finally:
         cloud.stop()
 
