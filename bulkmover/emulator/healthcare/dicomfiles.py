@@ -111,23 +111,29 @@ def _is_sequence(tag: Any, raw: Any) -> bool:
     return bool(vr == "SQ")
 
 
-def _check_complete(ds: Dataset) -> str | None:
-    """Why ``ds`` was cut short, or None: every declared length must be present in the file.
+def _check_complete(ds: Dataset, size: int | None = None) -> str | None:
+    """Why ``ds`` was cut short, or None.
 
-    Only sequences are converted (to walk their items); other values stay raw, which keeps
-    this check cheap.
+    Elements are read in file order, so a cut can only damage the last element read: the last
+    element of the dataset or, when that is a sequence, the last element of its last item.
+    pydicom keeps a value cut short (caught by its declared length) but silently drops an
+    element whose header was cut, which leaves bytes after the last element (caught by ``size``,
+    the file's length, at the top level). Checking that one path keeps the check cheap.
     """
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
-            held = len(raw.value) if raw.value is not None else 0
-            if held < raw.length:
-                return f"element {tag} declares {raw.length} bytes but the file ends after {held}"
-        if _is_sequence(tag, raw):
-            for item in ds[tag].value:
-                reason = _check_complete(item)
-                if reason:
-                    return reason
+    if not len(ds):
+        return None
+    tag = max(ds.keys())  # elements are in ascending tag order, as in the file
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+        held = len(raw.value) if raw.value is not None else 0
+        if held < raw.length:
+            return f"element {tag} declares {raw.length} bytes but the file ends after {held}"
+        end = raw.value_tell + raw.length
+        if size is not None and raw.value_tell and end < size:
+            return f"{size - end} bytes after element {tag} do not form a complete element"
+    if _is_sequence(tag, raw):
+        items = ds[tag].value
+        return _check_complete(items[-1]) if len(items) else None
     return None
 
 
@@ -146,14 +152,11 @@ def _check_pixels(ds: Dataset) -> str | None:
             return f"encapsulated pixel data is incomplete ({exc})"
         return None
     try:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1) or 1)
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-            // 8
-        )
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            samples = 2  # chroma shared by pixel pairs
+        bits = int(ds.Rows) * int(ds.Columns) * samples * frame_count(ds) * int(ds.BitsAllocated)
+        expected = (bits + 7) // 8
     except (AttributeError, TypeError, ValueError):
         return None
     if len(pixels) < expected:
@@ -187,14 +190,21 @@ def _value(ds: Dataset, keyword: str, utf8: bool = False) -> Any:
     return ds[tag].value
 
 
+def frame_count(ds: Dataset) -> int:
+    """NumberOfFrames, or 1 when absent or unreadable (some writers put junk in it)."""
+    try:
+        return max(1, int(str(_value(ds, "NumberOfFrames") or "1").strip() or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 @_quiet
 def parse_instance(data: bytes) -> InstanceRecord | DicomFailure:
-    """Parse and check one file's bytes; a failure says why in the API's words."""
+    """Parse and check one file's bytes; a failure says why in the API's words. Never raises."""
     if not data:
         return DicomFailure(Code.INVALID_ARGUMENT, "empty DICOM instance found")
     try:
-        ds = _read(data)
-        reason = _check_complete(ds) or _check_pixels(ds)
+        return _parse(data)
     except InvalidDicomError:
         return DicomFailure(
             Code.INVALID_ARGUMENT,
@@ -202,7 +212,13 @@ def parse_instance(data: bytes) -> InstanceRecord | DicomFailure:
             "128-byte preamble)",
         )
     except Exception as exc:  # pydicom raises many types on malformed input
-        return DicomFailure(Code.INVALID_ARGUMENT, f"failed to parse DICOM: {exc}".splitlines()[0])
+        message = f"failed to parse DICOM: {type(exc).__name__}: {exc}".splitlines()[0]
+        return DicomFailure(Code.INVALID_ARGUMENT, message[:500])
+
+
+def _parse(data: bytes) -> InstanceRecord | DicomFailure:
+    ds = _read(data)
+    reason = _check_complete(ds, len(data)) or _check_pixels(ds)
     if reason:
         return DicomFailure(Code.INVALID_ARGUMENT, f"failed to parse DICOM: truncated: {reason}")
     utf8 = "ISO_IR 192" in _text(_value(ds, "SpecificCharacterSet"))
@@ -236,7 +252,7 @@ def parse_instance(data: bytes) -> InstanceRecord | DicomFailure:
         transfer_syntax=str(syntax) if syntax else "",
         size=len(data),
         structured_size=len(data) - pixel_size,
-        frames=int(ds.get("NumberOfFrames", 1) or 1) if pixel_size else 0,
+        frames=frame_count(ds) if pixel_size else 0,
         attributes=attributes,
     )
 
@@ -305,7 +321,7 @@ def _frames_raw(ds: Dataset) -> list[bytes]:
     """Pixel data per frame, as stored (encapsulated frames stay compressed)."""
     if "PixelData" not in ds:
         raise RenderError(Code.FAILED_PRECONDITION, "instance has no pixel data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = frame_count(ds)
     if ds.file_meta.TransferSyntaxUID.is_encapsulated:
         from pydicom.encaps import generate_frames
 
@@ -329,7 +345,7 @@ def _images(ds: Dataset, kind: str) -> list[bytes]:
         raise RenderError(
             Code.FAILED_PRECONDITION, f"cannot decode pixel data: {exc}".splitlines()[0]
         ) from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = frame_count(ds)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if frames == 1:
         arr = arr[np.newaxis, ...]
@@ -352,7 +368,16 @@ def render(path: str, fmt: ExportFormat) -> list[tuple[str, bytes]]:
     The suffix is '' for a single file and ``/{frame}`` (from 1) per frame of a multi-frame
     instance in a frame-based format; the caller adds the extension.
     """
-    file = Path(path)
+    try:
+        return _render(Path(path), fmt)
+    except (RenderError, FileNotFoundError):
+        raise
+    except Exception as exc:  # pydicom/Pillow on odd content: a per-instance failure
+        message = f"cannot write the instance as {fmt.content_type}: {type(exc).__name__}: {exc}"
+        raise RenderError(Code.FAILED_PRECONDITION, message.splitlines()[0][:500]) from None
+
+
+def _render(file: Path, fmt: ExportFormat) -> list[tuple[str, bytes]]:
     if fmt.kind == "dicom":
         if fmt.transfer_syntax == AS_STORED:
             return [("", file.read_bytes())]

@@ -72,12 +72,11 @@ class Live:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     abort: OperationFailed | None = None
     task: asyncio.Task[None] | None = None
+    saved: tuple[int, int, int, int, int] | None = None  # counts at the last flush
 
     @property
     def stopping(self) -> bool:
         return self.cancel.is_set() or self.abort is not None
-
-    saved: tuple[int, int, int, int, int] | None = None
 
     @property
     def processed(self) -> int:
