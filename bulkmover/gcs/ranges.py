@@ -7,24 +7,28 @@ Correctness needs only ``last < M1`` and ``Mk < end``; the points are a guess at
 
 The guess starts at the page's own scale: the first position where ``first`` and ``last``
 differ (names ``site/P0001..`` to ``site/P0008..`` vary at the 4th digit). It gallops from
-``last``'s character there, 1, 2, 4, 8... times the page's own span up within the character's
-class (digits up to ``9``, letters up to ``z``), then one position up, and so on: pieces of
-doubling size right after the page, where names most likely are, none smaller than a page, and a
-last piece for everything else. Each new piece,
+``last``'s character there in steps of 1, 2, 4, 8... times ``MIN_PAGES`` pages (the page's own
+span at that position is one page) within the character's class (digits up to ``9``, letters
+up to ``z``), then one position up, and so on: pieces of doubling size right after the page,
+where names most likely are, none smaller than a few pages (each piece costs a short last
+page), and a last piece for everything else. Each new piece,
 after its own first page, cuts itself the same way, so the chains multiply within a few pages.
 When that yields nothing before ``end``, the points are spread between ``last`` and ``end`` at
 the first position where they differ. A wrong guess only costs an empty page.
 
 >>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", None, "site/", 4)
-['site/P001', 'site/P002', 'site/P004', 'site/P008']
+['site/P003', 'site/P006', 'site/P01', 'site/P02']
 >>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", "site/P0009", "site/", 3)
 ['site/P0008C', 'site/P0008W', 'site/P0008k']
 """
 
 from __future__ import annotations
 
+import math
 import os
 
+MIN_PAGES = 4
+"""The smallest part worth a piece of its own, in pages of the page just listed."""
 _SURROGATES = range(0xD800, 0xE000)
 _MAX = 0x110000
 _SLASH = 0x2F
@@ -56,12 +60,18 @@ def _gallop(
 ) -> list[str]:
     scale = max(len(os.path.commonprefix([first, last])), len(floor))
     points: list[str] = []
+    # No part smaller than MIN_PAGES pages: the page itself spanned ``span`` characters at its
+    # scale, and one character a position up is worth a whole class of them (10 for digits).
+    minimum = 0.0
     for position in range(min(scale, len(last)), len(floor) - 1, -1):
         low = ord(last[position]) if position < len(last) else -1
         ceiling = _ceiling(low)
-        # The page itself spanned this many characters at its scale: no part smaller than it.
-        span = low - ord(first[position]) if position == scale < len(first) else 1
-        step = max(1, span)
+        if position == scale:
+            span = low - ord(first[position]) if position < len(first) else 1
+            minimum = MIN_PAGES * max(1, span)
+        else:
+            minimum /= ceiling - _floor(low)
+        step = max(1, math.ceil(minimum))
         while low + step < ceiling and len(points) < count:
             char = low + step
             step *= 2
@@ -90,6 +100,16 @@ def _bisect(last: str, end: str | None, floor: str, count: int, avoid_slash: boo
         bounded = False
         position += 1
     return []
+
+
+def _floor(char: int) -> int:
+    """The first code point of the class of ``char`` (see ``_ceiling``)."""
+    if char < 0:
+        return 0x20
+    for first, after in ((0x30, 0x3A), (0x41, 0x5B), (0x61, 0x7B)):
+        if first <= char < after:
+            return first
+    return 0x20 if char < 0x7F else 0x7F
 
 
 def _ceiling(char: int) -> int:

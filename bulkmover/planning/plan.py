@@ -119,7 +119,7 @@ async def plan_async(
         with progress.phase("writing the ledger") if progress else nullcontext():
             with StateStore.open(config.state) as store:
                 with store.writing_plan(draft, sealed) as writer:
-                    writer.add_directories_from_stage()
+                    writer.copy_directories_from_stage()
                     for spec in sharding.shards:
                         shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
                         _copy_checked(writer, shard_id, spec, keep_ran)

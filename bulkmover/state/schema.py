@@ -13,7 +13,8 @@ Layout (version 1):
 * ``objects``: the per-file ledger, every matched object of every shard, in a ``WITHOUT ROWID``
   table keyed by ``(shard_id, directory_id, name)``: the directory part of the object name is
   stored once in ``directories`` and a row holds only the file name, size and generation (PACS
-  exports repeat long study/series UID paths for every file: this halves the ledger).
+  exports repeat long study/series UID paths for every file: this halves the ledger). Each plan
+  run adds its own directory rows (a path may appear twice across runs).
 * ``unplanned``: matched objects that no shard covers (names no import URI can single out,
   planned with ``import.unaddressable: skip``), with the reason.
 """
@@ -51,7 +52,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX shards_by_state ON shards(state);
     CREATE TABLE directories (
         id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE
+        path TEXT NOT NULL
     );
     CREATE TABLE objects (
         shard_id INTEGER NOT NULL,

@@ -1,21 +1,48 @@
-"""A scratch SQLite file that a listing streams into: matched objects, then sorted by name on disk.
+"""A scratch SQLite file that a listing streams into: matched objects, by name and by directory.
 
 The lister delivers pages from many pieces at once, in no global order; the sharder needs the
-names grouped by directory and re-readable by prefix. While listing, rows are appended to a
-heap (cheap: no index to keep in order under 32 interleaved streams); ``finish`` sorts them once
-into a ``WITHOUT ROWID`` table keyed by name. Nothing is held in memory. It is scratch: no
-journal, no fsync, deleted when the plan is written (or fails). It sits beside the state file
-(same disk, same permissions). It is a ``bulkmover.planning.sharding.Listing``.
+names grouped by directory and re-readable by prefix, and the ledger copy needs them by name.
+A writer thread stores each page as it comes, off the event loop (SQLite releases the GIL while
+it works), into a ``WITHOUT ROWID`` table keyed by name, and keeps one aggregate row per
+directory (files, bytes, and an id the ledger reuses). Nothing accumulates in memory: a bounded
+queue holds a few pages at most. It is scratch: no journal, no fsync, deleted when the plan is
+written (or fails). It sits beside the state file (same disk, same permissions). It is a
+``bulkmover.planning.sharding.Listing``.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from bulkmover.errors import StateError
+
+QUEUED_PAGES = 64
+
+SCHEMA = """
+PRAGMA journal_mode = OFF;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -32768;
+CREATE TABLE listing (
+    name TEXT NOT NULL PRIMARY KEY,
+    size INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    cut INTEGER NOT NULL,           -- length of the directory part: name[:cut] ends with '/'
+    directory_id INTEGER NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE directories (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0
+);
+"""
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -35,62 +62,101 @@ def prefix_end(prefix: str) -> str | None:
 
 
 class ListingStage:
-    """``add`` pages while listing; then read rows back sorted, whole or by prefix."""
+    """``add`` pages while listing; then read rows back sorted, whole, by prefix or directory."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)
-            self.conn = sqlite3.connect(path, isolation_level=None)
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.executescript(SCHEMA + "BEGIN;")
         except (OSError, sqlite3.Error) as err:
             raise StateError(f"cannot create scratch file {path}: {err}; check `state:`") from None
         self._open = True
-        self._pending = False
-        self.conn.executescript(
-            """
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            PRAGMA locking_mode = EXCLUSIVE;
-            PRAGMA cache_size = -32768;
-            CREATE TABLE raw (
-                name TEXT NOT NULL,
-                size INTEGER NOT NULL,
-                generation INTEGER NOT NULL,
-                cut INTEGER NOT NULL
-            );
-            CREATE TABLE listing (
-                name TEXT NOT NULL PRIMARY KEY,
-                size INTEGER NOT NULL,
-                generation INTEGER NOT NULL,
-                cut INTEGER NOT NULL,  -- length of the directory part: name[:cut] ends with '/'
-                taken INTEGER NOT NULL DEFAULT 0
-            ) WITHOUT ROWID;
-            BEGIN;
-            """
+        self._recount = False
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[list[tuple[str, int, int]] | None] = queue.Queue(QUEUED_PAGES)
+        self._writer: threading.Thread | None = threading.Thread(
+            target=self._write, name="listing-stage", daemon=True
         )
+        self._writer.start()
+
+    # --- while listing (the writer thread owns the connection) -------------------------------
 
     def add(self, objects: Sequence[tuple[str, int, int]]) -> None:
-        """Append matched ``(name, size, generation)`` rows (while listing)."""
+        """Queue matched ``(name, size, generation)`` rows (blocks while the queue is full)."""
+        if self._writer is None:
+            raise StateError("internal error: rows added to a finished listing stage")
+        if self._error is None:
+            self._queue.put(list(objects))
+
+    def _write(self) -> None:
+        try:
+            while (batch := self._queue.get()) is not None:
+                self._store(batch)
+        except BaseException as err:  # reported by finish(); keep draining so add() never blocks
+            self._error = err
+            while self._queue.get() is not None:
+                pass
+
+    def _store(self, batch: list[tuple[str, int, int]]) -> None:
+        groups: dict[str, list[int]] = {}  # path -> [files, bytes, id]
+        cuts = []
+        for name, size, _ in batch:
+            cut = name.rfind("/") + 1
+            cuts.append(cut)
+            group = groups.get(name[:cut])
+            if group is None:
+                group = groups[name[:cut]] = [0, 0, 0]
+            group[0] += 1
+            group[1] += size
+        for path, group in groups.items():
+            group[2] = self.conn.execute(
+                "INSERT INTO directories (path, files, bytes) VALUES (?, ?, ?) ON CONFLICT (path)"
+                " DO UPDATE SET files = files + excluded.files, bytes = bytes + excluded.bytes"
+                " RETURNING id",
+                (path, group[0], group[1]),
+            ).fetchone()[0]
+        before = self.conn.total_changes
         self.conn.executemany(
-            "INSERT INTO raw (name, size, generation, cut) VALUES (?, ?, ?, ?)",
-            [(name, size, gen, name.rfind("/") + 1) for name, size, gen in objects],
+            "INSERT OR IGNORE INTO listing (name, size, generation, cut, directory_id)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (name, size, gen, cut, groups[name[:cut]][2])
+                for (name, size, gen), cut in zip(batch, cuts, strict=True)
+            ],
         )
-        self._pending = True
+        if self.conn.total_changes - before != len(batch):
+            self._recount = True  # a name came twice: its directory counted it twice
 
     def finish(self) -> None:
-        """Sort what was listed into the name-keyed table (a name listed twice is kept once).
-
-        Every read calls it first; rows added after it are appended again by the next read.
-        """
-        if not self._pending:
+        """Wait until every queued page is stored. Every read calls it first."""
+        if self._writer is None:
             return
-        self._pending = False
-        self.conn.execute(
-            "INSERT OR REPLACE INTO listing (name, size, generation, cut)"
-            " SELECT name, size, generation, cut FROM raw ORDER BY name"
+        self._queue.put(None)
+        self._writer.join()
+        self._writer = None
+        if self._error is not None:
+            raise StateError(
+                f"could not write the listing to scratch file {self.path}: {self._error}; check"
+                " free disk space beside the state file"
+            )
+        if self._recount:
+            self._recount_directories()
+
+    def _recount_directories(self) -> None:
+        self.conn.executescript(
+            """
+            UPDATE directories SET files = 0, bytes = 0;
+            UPDATE directories SET files = t.files, bytes = t.bytes
+            FROM (SELECT directory_id, count(*) AS files, sum(size) AS bytes FROM listing
+                  GROUP BY directory_id) AS t
+            WHERE directories.id = t.directory_id;
+            """
         )
-        self.conn.execute("DELETE FROM raw")
+
+    # --- after listing -----------------------------------------------------------------------
 
     def mark_taken(self, names: Iterable[str]) -> int:
         """Flag names that shards which already ran hold; returns how many are listed."""
@@ -99,25 +165,31 @@ class ListingStage:
         self.conn.executemany(
             "UPDATE listing SET taken = 1 WHERE name = ?", ((name,) for name in names)
         )
-        return self.conn.total_changes - before
+        marked = self.conn.total_changes - before
+        self.conn.executescript(
+            """
+            UPDATE directories SET taken = 0;
+            UPDATE directories SET taken = t.n
+            FROM (SELECT directory_id, count(*) AS n FROM listing WHERE taken = 1
+                  GROUP BY directory_id) AS t
+            WHERE directories.id = t.directory_id;
+            """
+        )
+        return marked
 
     def count(self) -> tuple[int, int]:
         """(objects, bytes) staged."""
         self.finish()
-        row = self.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM listing").fetchone()
+        row = self.conn.execute(
+            "SELECT coalesce(sum(files), 0), coalesce(sum(bytes), 0) FROM directories"
+        ).fetchone()
         return int(row[0]), int(row[1])
-
-    def rows(self, prefix: str = "") -> Iterator[tuple[str, int, int, bool]]:
-        """``(name, size, generation, taken)`` of names starting with ``prefix``, in order."""
-        for name, size, taken, generation in self._select(prefix, "name, size, taken, generation"):
-            yield name, size, generation, bool(taken)
 
     def directories(self) -> Iterator[tuple[str, int, int, int]]:
         """``(directory, files, bytes, taken files)`` per directory, in path order."""
         self.finish()
         cursor = self.conn.execute(
-            "SELECT substr(name, 1, cut) AS directory, count(*), sum(size), sum(taken)"
-            " FROM listing GROUP BY directory ORDER BY directory"
+            "SELECT path, files, bytes, taken FROM directories WHERE files > 0 ORDER BY path"
         )
         while batch := cursor.fetchmany(4096):
             yield from batch
@@ -129,6 +201,11 @@ class ListingStage:
     def under(self, prefix: str) -> Iterator[tuple[str, int, int]]:
         """``(name, size, taken)`` of names starting with ``prefix``, in order."""
         return self._select(prefix, "name, size, taken")
+
+    def rows(self, prefix: str = "") -> Iterator[tuple[str, int, int, bool]]:
+        """``(name, size, generation, taken)`` of names starting with ``prefix``, in order."""
+        for name, size, taken, generation in self._select(prefix, "name, size, taken, generation"):
+            yield name, size, generation, bool(taken)
 
     def _select(self, prefix: str, columns: str, more: str = "") -> Iterator[tuple]:  # type: ignore[type-arg]
         self.finish()
@@ -152,7 +229,11 @@ class ListingStage:
         return self.path
 
     def close(self) -> None:
-        """Close and delete the scratch file."""
+        """Stop the writer, close and delete the scratch file."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         if self._open:
             self.conn.close()
             self._open = False

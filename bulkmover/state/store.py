@@ -336,6 +336,7 @@ class PlanWriter:
         self.kept: int = conn.execute("SELECT count(*) FROM shards").fetchone()[0]
         self.new_shards = 0
         self.unplanned = 0
+        self.directory_offset = 0
         cursor = conn.execute(
             "INSERT INTO plans (created_at, source, max_objects_per_shard, max_bytes_per_shard,"
             " listed_objects, matched_objects, matched_bytes, kept_shards, new_shards,"
@@ -375,23 +376,23 @@ class PlanWriter:
             path = name[:cut]
             directory_id = directories.get(path)
             if directory_id is None:
-                directory_id = directories[path] = self._directory(path)
+                cursor = self.conn.execute("INSERT INTO directories (path) VALUES (?)", (path,))
+                assert cursor.lastrowid is not None
+                directory_id = directories[path] = cursor.lastrowid
             self.conn.execute(
                 "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
                 " VALUES (?,?,?,?,?)",
                 (shard_id, directory_id, name[cut:], size, generation),
             )
 
-    def _directory(self, path: str) -> int:
-        self.conn.execute("INSERT OR IGNORE INTO directories (path) VALUES (?)", (path,))
-        row = self.conn.execute("SELECT id FROM directories WHERE path = ?", (path,)).fetchone()
-        return int(row[0])
-
-    def add_directories_from_stage(self) -> None:
-        """Every directory of the attached stage's names that are not taken, in name order."""
+    def copy_directories_from_stage(self) -> None:
+        """The attached stage's directories, their ids shifted past every id in use."""
+        top = self.conn.execute("SELECT coalesce(max(id), 0) FROM directories").fetchone()[0]
+        self.directory_offset = int(top)
         self.conn.execute(
-            "INSERT OR IGNORE INTO directories (path) SELECT DISTINCT substr(name, 1, cut)"
-            " FROM stage.listing WHERE taken = 0 ORDER BY 1"
+            "INSERT INTO directories (id, path) SELECT id + ?, path FROM stage.directories"
+            " WHERE files > taken ORDER BY id",
+            (self.directory_offset,),
         )
 
     def copy_from_stage(
@@ -399,15 +400,14 @@ class PlanWriter:
     ) -> tuple[int, int]:
         """Ledger rows of a shard from the attached stage: the names that are not taken, start
         with ``prefix``, match ``glob`` (SQLite GLOB) and hold ``slashes`` slashes (if given).
-        Returns (objects, bytes). Call ``add_directories_from_stage`` first.
+        Returns (objects, bytes). Call ``copy_directories_from_stage`` first.
         """
-        where, params = _shard_condition("l.name", prefix, glob, slashes)
+        where, params = _shard_condition("name", prefix, glob, slashes)
         self.conn.execute(
             "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
-            " SELECT ?, d.id, substr(l.name, l.cut + 1), l.size, l.generation"
-            " FROM stage.listing AS l JOIN directories AS d ON d.path = substr(l.name, 1, l.cut)"
-            f" WHERE l.taken = 0 AND {where} ORDER BY l.name",
-            (shard_id, *params),
+            " SELECT ?, directory_id + ?, substr(name, cut + 1), size, generation"
+            f" FROM stage.listing WHERE taken = 0 AND {where} ORDER BY name",
+            (shard_id, self.directory_offset, *params),
         )
         row = self.conn.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE shard_id = ?", (shard_id,)
