@@ -7,7 +7,7 @@ Only the object part may hold wildcards:
 - ``**`` matches zero or more characters including ``/``; it must be the only wildcard, at the
   end of the path, optionally followed by a file extension (``gs://b/dir/**.dcm``).
 
->>> p = parse_import_uri("gs://b/DIR/Example?.dcm")
+>>> p = parse_import_uri("gs://bucket/DIR/Example?.dcm")
 >>> p.prefix, p.matches("DIR/Example1.dcm"), p.matches("DIR/Example01.dcm")
 ('DIR/Example', True, False)
 """

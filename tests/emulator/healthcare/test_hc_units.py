@@ -230,3 +230,14 @@ def test_pacer_spaces_callers_and_banks_no_credit() -> None:
     assert pacer.reserve(now=100.0) == 0.0
     assert pacer.reserve(now=100.0) == pytest.approx(0.1)
     assert Pacer(rate=0).reserve(now=0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "module", ["wildcard", "filters", "formats", "limits", "names", "logging_api"]
+)
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"bulkmover.emulator.healthcare.{module}"))
+    assert result.failed == 0 and result.attempted > 0
