@@ -53,7 +53,11 @@ state: state/run.db
 class Cloud:
     def __init__(self, tmp: Path, *hc_flags: str) -> None:
         self.gcs = start_gcs_emulator(tmp / "gcs")
-        self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
+        try:
+            self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
+        except BaseException:
+            self.gcs.stop()
+            raise
 
     def stop(self) -> None:
         self.hc.stop()
@@ -78,8 +82,12 @@ class Cloud:
 
 def seeded_cloud(tmp: Path, *hc_flags: str, per_shard: int = 8) -> tuple[Cloud, Path]:
     cloud = Cloud(tmp, *hc_flags)
-    asyncio.run(write_corpus("gs://pacs", SPEC, storage_endpoint=cloud.gcs.url))
-    cloud.make_store()
+    try:
+        asyncio.run(write_corpus("gs://pacs", SPEC, storage_endpoint=cloud.gcs.url))
+        cloud.make_store()
+    except BaseException:
+        cloud.stop()  # never leave servers behind a failed set-up
+        raise
     config = tmp / "job.yaml"
     config.write_text(CONFIG.format(hc=cloud.hc.url, gcs=cloud.gcs.url, per_shard=per_shard))
     return cloud, config

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from hc_testkit import Hc
+from hc_testkit import Hc, StartHc
 
 from bulkmover.emulator.processes import RunningServer, python_module_argv, start_server
-
-StartHc = Callable[..., RunningServer]
 
 
 @pytest.fixture

@@ -11,13 +11,17 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from bulkmover.corpus import CorpusFile, CorpusSpec, iter_corpus
+from bulkmover.emulator.processes import RunningServer as _RunningServer
+
+StartHc = Callable[..., _RunningServer]
+"""The ``start_hc`` fixture: starts a Healthcare emulator with extra flags."""
 
 PROJECT = "proj"
 LOCATION = "us-central1"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from conftest import StartHc
-from hc_testkit import Hc, corpus, counter, unique, upload
+from hc_testkit import Hc, StartHc, corpus, counter, unique, upload
 
 from bulkmover.corpus import CorpusFile
 from bulkmover.emulator.processes import RunningServer

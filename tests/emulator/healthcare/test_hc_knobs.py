@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from conftest import StartHc
-from hc_testkit import PROJECT, Hc, corpus, counter, unique, upload
+from hc_testkit import PROJECT, Hc, StartHc, corpus, counter, unique, upload
 
 from bulkmover.emulator.processes import RunningServer
 

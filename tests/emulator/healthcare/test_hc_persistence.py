@@ -9,8 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import StartHc
-from hc_testkit import Hc, corpus, counter, make_bucket, unique, upload
+from hc_testkit import Hc, StartHc, corpus, counter, make_bucket, unique, upload
 
 from bulkmover.emulator.processes import RunningServer
 
