@@ -54,6 +54,18 @@ class RunningServer:
             self.process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a killed test
+    run or launcher never leaves emulators behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's own stop() is the only guard
+
+
 def start_server(
     argv: list[str],
     *,
@@ -75,6 +87,7 @@ def start_server(
         text=True,
         bufsize=1,
         env={**os.environ, **(env or {})},
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     assert proc.stdout is not None
     sel = selectors.DefaultSelector()
