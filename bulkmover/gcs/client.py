@@ -45,7 +45,7 @@ class StorageClient:
         self,
         *,
         endpoint: str | None = None,
-        concurrency: int = 32,
+        concurrency: int = 64,
         policy: RetryPolicy | None = None,
         key_file: Path | None = None,
         anonymous: bool = False,

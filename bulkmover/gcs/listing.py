@@ -13,9 +13,11 @@ One serial chain of 1000-object pages takes minutes for a million objects on the
   sub-directory);
 * an exact object is one request.
 
-Matching is always done here with the API's semantics (``matchGlob`` may be sent to save bytes,
-never trusted). Matched objects go to ``sink`` page by page: nothing accumulates in memory.
-``ListingStats`` holds the counters the progress view reads.
+Matching is always done here with the API's semantics. ``matchGlob`` is an optimisation, never
+trusted: it costs the service work per object, so it is sent only once the listing shows that
+most objects do not match (then it saves most of the bytes), and only on chains that start
+after that (a page token belongs to its query). Matched objects go to ``sink`` page by page:
+nothing accumulates in memory. ``ListingStats`` holds the counters the progress view reads.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ MAX_CUTS_PER_PAGE = 16
 FIELDS = "items(name,size,generation),nextPageToken"
 FIELDS_DELIMITED = "items(name,size,generation),prefixes,nextPageToken"
 GLOB_SPECIAL = frozenset("[]{},\\")
+GLOB_SAMPLE = 2000
+GLOB_WORTH = 0.5
 
 
 class ListedObject(NamedTuple):
@@ -84,7 +88,7 @@ async def list_matches(
     pages: PageSource,
     sink: Sink,
     *,
-    concurrency: int = 32,
+    concurrency: int = 64,
     stats: ListingStats | None = None,
     match_glob: bool = True,
     page_size: int = PAGE_SIZE,
@@ -131,6 +135,7 @@ class _Lister:
         self.concurrency = max(1, concurrency)
         self.stats = stats
         self.glob = self._glob() if match_glob else None
+        self.glob_active = False
         self.components = source.components
         self.component_matchers = [compile_component(c) for c in self.components]
         self.queue: asyncio.Queue[_Piece | None] = asyncio.Queue()
@@ -218,6 +223,8 @@ class _Lister:
             params["startOffset"] = piece.start
         if piece.end is not None:
             params["endOffset"] = piece.end
+        if self._worth_a_glob() and self.glob is not None:
+            params["matchGlob"] = self.glob
         reported: set[str] = set()  # a server may repeat a prefix on several pages
         matches = self.source.matches
         while True:
@@ -263,9 +270,14 @@ class _Lister:
             if first is not None and last is not None:
                 self._cut(piece, first, last, delimited)
 
+    def _worth_a_glob(self) -> bool:
+        """Send ``matchGlob`` from now on? Yes once most objects seen so far did not match."""
+        if self.glob is not None and not self.glob_active:
+            seen, matched = self.stats.seen, self.stats.matched
+            self.glob_active = seen >= GLOB_SAMPLE and matched < seen * GLOB_WORTH
+        return self.glob_active
+
     async def _page(self, params: dict[str, str]) -> dict[str, Any]:
-        if self.glob is not None:
-            params["matchGlob"] = self.glob
         try:
             return await self.pages.list_page(self.source.bucket, params)
         except ApiError as err:
@@ -273,7 +285,9 @@ class _Lister:
                 raise
         # A service that refuses the glob: list without it (matching is ours anyway).
         self.glob = None
+        self.glob_active = False
         del params["matchGlob"]
+        params.pop("pageToken", None)  # the token belonged to the query with the glob
         return await self.pages.list_page(self.source.bucket, params)
 
     def _subdirectory(self, piece: _Piece, prefix: str) -> None:

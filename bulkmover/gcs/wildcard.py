@@ -113,11 +113,22 @@ def parse_wildcard(text: str | GcsUri) -> Wildcard:
                 f"{where}: '**' must stand at the end of the path, optionally followed by a file"
                 " extension such as .dcm"
             )
-        return Wildcard(uri, Kind.RECURSIVE, head, extension, compile_matcher(pattern))
+        return Wildcard(uri, Kind.RECURSIVE, head, extension, _recursive_matcher(head, extension))
     if has_wildcard(pattern):
         prefix = pattern[: first_wildcard(pattern)]
         return Wildcard(uri, Kind.SINGLE_LEVEL, prefix, "", compile_matcher(pattern))
     return Wildcard(uri, Kind.EXACT, pattern, "", compile_matcher(pattern))
+
+
+def _recursive_matcher(head: str, extension: str) -> Callable[[str], object]:
+    """``HEAD**EXT`` without a regex (the lister calls it for every object it sees)."""
+    least = len(head) + len(extension)
+
+    def match(name: str) -> bool | None:
+        ok = len(name) >= least and name.startswith(head) and name.endswith(extension)
+        return True if ok else None
+
+    return match
 
 
 def compile_matcher(pattern: str) -> Callable[[str], object]:

@@ -196,3 +196,43 @@ async def test_unreachable_endpoint() -> None:
     async with StorageClient(endpoint="http://127.0.0.1:9", policy=policy) as client:
         with pytest.raises(ApiError, match="failed 2 times.*check storage.endpoint"):
             await client.list_page("b0b", {})
+
+
+class RecordingPages:
+    """A PageSource that forwards to a real client and keeps the parameters it sent."""
+
+    def __init__(self, client: StorageClient) -> None:
+        self.client = client
+        self.sent: list[dict[str, str]] = []
+
+    async def list_page(self, bucket: str, params: dict[str, str]) -> dict[str, object]:
+        self.sent.append(dict(params))
+        return await self.client.list_page(bucket, params)
+
+
+async def test_match_glob_is_sent_only_when_most_objects_do_not_match(
+    gcs_emulator: RunningServer,
+) -> None:
+    from bulkmover.emulator.gcs import BulkRow, bulk_load
+
+    bucket = f"glob-{uuid.uuid4().hex[:10]}"
+    noise = [f"g/{i:05d}.json" for i in range(4000)]
+    wanted = [f"g/{i:05d}.dcm" for i in range(0, 4000, 40)]
+    await bulk_load(gcs_emulator.url, bucket, (BulkRow(n, size=1) for n in noise + wanted))
+    async with StorageClient(endpoint=gcs_emulator.url) as client:
+        pages = RecordingPages(client)
+        objects: list[ListedObject] = []
+        await list_matches(
+            parse_wildcard(f"gs://{bucket}/g/**.dcm"), pages, objects.extend, page_size=200
+        )
+    assert sorted(o.name for o in objects) == wanted
+    globbed = [p for p in pages.sent if p.get("matchGlob") == "g/**.dcm"]
+    assert globbed and len(globbed) < len(pages.sent)
+    assert "matchGlob" not in pages.sent[0]
+    # Where everything matches, the glob would only cost the service work: never sent.
+    async with StorageClient(endpoint=gcs_emulator.url) as client:
+        pages = RecordingPages(client)
+        await list_matches(
+            parse_wildcard(f"gs://{bucket}/g/**.json"), pages, lambda _: None, page_size=500
+        )
+    assert not any("matchGlob" in p for p in pages.sent)

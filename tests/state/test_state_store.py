@@ -219,3 +219,13 @@ def test_listing_stage(tmp_path: Path) -> None:
 )
 def test_prefix_end(prefix: str, end: str | None) -> None:
     assert prefix_end(prefix) == end
+
+
+def test_a_failing_listing_writer_is_reported_not_hung(tmp_path: Path) -> None:
+    with ListingStage(tmp_path / "s.db.listing") as stage:
+        stage.add([("a/1", 1, 1)])
+        stage.add([(None, 1, 1)])  # type: ignore[list-item]  # the writer thread fails on it
+        for _ in range(200):  # more pages than the queue holds: add() must never block
+            stage.add([("a/2", 1, 1)])
+        with pytest.raises(StateError, match="could not write the listing to scratch file"):
+            stage.finish()
