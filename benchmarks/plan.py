@@ -211,9 +211,12 @@ def main() -> None:
     try:
         for latency in latencies:
             server = start_emulator(data_dir, latency)
+            pid = server.process.pid
             try:
                 for size in sizes:
+                    before = cpu_seconds(pid)
                     run, detail = plan_once(server.url, size, scratch, args.concurrency)
+                    served = cpu_seconds(pid) - before
                     base = None if args.no_baseline else baseline_once(server.url, size)
                     speedup = f"{base.seconds / run.seconds:.1f}x" if base else "-"
                     baseline = (
@@ -221,9 +224,9 @@ def main() -> None:
                     )
                     rows.append(
                         f"| {size:,} | {latency:g} s | {run.seconds:.1f} s"
-                        f" ({detail['list_seconds']:.1f} s listing) | {run.peak_rss_mb:.0f} MB"
-                        f" | {detail['shards']:.0f} | {detail['state_mb_per_million']:.0f} MB"
-                        f" | {baseline} | {speedup} |"
+                        f" ({detail['list_seconds']:.1f} s listing) | {served:.1f} s"
+                        f" | {run.peak_rss_mb:.0f} MB | {detail['shards']:.0f}"
+                        f" | {detail['state_mb_per_million']:.0f} MB | {baseline} | {speedup} |"
                     )
                     print(rows[-1], file=sys.stderr, flush=True)
             finally:

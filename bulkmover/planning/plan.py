@@ -13,6 +13,7 @@ The steps, each bounded in memory:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -60,8 +61,6 @@ def plan(
     config: Config, *, replan: bool = False, progress: PlanProgress | None = None
 ) -> PlanOutcome:
     """Run the whole planning (blocking; the listing runs on its own event loop)."""
-    import asyncio
-
     return asyncio.run(plan_async(config, replan=replan, progress=progress))
 
 
@@ -76,23 +75,7 @@ async def plan_async(
     stats = ListingStats(str(source))
     with ListingStage(config.state.with_name(config.state.name + ".listing")) as stage:
         with progress.listing(stats) if progress else nullcontext():
-            async with StorageClient(
-                endpoint=config.storage.endpoint,
-                concurrency=config.storage.list_concurrency,
-                policy=RetryPolicy(
-                    max_attempts=config.storage.max_attempts, base_delay=0.25, max_delay=8.0
-                ),
-                key_file=config.credentials.key_file,
-                anonymous=config.credentials.kind == "anonymous",
-            ) as client:
-                await list_matches(
-                    source,
-                    client,
-                    stage.add,
-                    concurrency=config.storage.list_concurrency,
-                    stats=stats,
-                    match_glob=config.storage.match_glob,
-                )
+            await _list(config, source, stage, stats)
         matched, matched_bytes = stage.count()
         if not matched:
             raise PlanError(
@@ -119,14 +102,7 @@ async def plan_async(
         with progress.phase("writing the ledger") if progress else nullcontext():
             with StateStore.open(config.state) as store:
                 with store.writing_plan(draft, sealed) as writer:
-                    writer.copy_directories_from_stage()
-                    for spec in sharding.shards:
-                        shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
-                        _copy_checked(writer, shard_id, spec, keep_ran)
-                    if sharding.unaddressable:
-                        writer.add_unplanned_from_stage(
-                            sharding.unaddressable, UNADDRESSABLE_REASON
-                        )
+                    _write(writer, sharding, keep_ran)
                     writer.seconds = time.monotonic() - started
                 shards = list(store.shards())
                 totals = store.totals()
@@ -143,6 +119,36 @@ async def plan_async(
         seconds=writer.seconds,
         limits=limits,
     )
+
+
+async def _list(config: Config, source: Wildcard, stage: ListingStage, stats: ListingStats) -> None:
+    """List what ``source`` matches into ``stage`` (one shared session, our retries)."""
+    storage = config.storage
+    async with StorageClient(
+        endpoint=storage.endpoint,
+        concurrency=storage.list_concurrency,
+        policy=RetryPolicy(max_attempts=storage.max_attempts, base_delay=0.25, max_delay=8.0),
+        key_file=config.credentials.key_file,
+        anonymous=config.credentials.kind == "anonymous",
+    ) as client:
+        await list_matches(
+            source,
+            client,
+            stage.add,
+            concurrency=storage.list_concurrency,
+            stats=stats,
+            match_glob=storage.match_glob,
+        )
+
+
+def _write(writer: PlanWriter, sharding: Sharding, keep_ran: bool) -> None:
+    """Shards, their checked ledger rows, and the unplanned names, inside the plan transaction."""
+    writer.copy_directories_from_stage()
+    for spec in sharding.shards:
+        shard_id = writer.add_shard(spec.uri, spec.prefix, spec.objects, spec.bytes)
+        _copy_checked(writer, shard_id, spec, keep_ran)
+    if sharding.unaddressable:
+        writer.add_unplanned_from_stage(sharding.unaddressable, UNADDRESSABLE_REASON)
 
 
 def _check_existing(path: Path, source: Wildcard, replan: bool) -> bool:
