@@ -95,7 +95,9 @@ def run_demo(data_dir: Path, *, studies: int = 100, bad_files: int = 5) -> int:
         out = Console()
         print_summary(result, out)
         asyncio.run(_report_failed_files(config, out))
-        out.print(f"state file: {config.state}  (try: bulkmover status {config_path})")
+        out.print(
+            f"state file: {config.state}  (try: bulkmover status {config_path})", soft_wrap=True
+        )
     # A run that only failed on the deliberately bad files is what the demo expects.
     t = result.totals
     clean = t.failed == 0 and t.done == t.shards and t.success == spec.instances

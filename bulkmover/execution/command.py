@@ -54,8 +54,13 @@ def print_summary(result: RunResult, console: Console) -> None:
     if result.interrupted:
         console.print("run it again to resume: running operations are re-attached, not repeated")
     elif not result.ok:
+        what = []
+        if t.failed:
+            what.append(f"{t.failed} failed shard(s)")
+        if t.failure:
+            what.append(f"{t.failure:,} failed file(s)")
         console.print(
-            "see `bulkmover status CONFIG` for the failed shards; "
-            "`bulkmover run CONFIG --retry-failed` queues them again",
+            f"{' and '.join(what) or 'shards not done'}: see `bulkmover status CONFIG`; "
+            "`bulkmover run CONFIG --retry-failed` queues those shards again",
             soft_wrap=True,
         )
