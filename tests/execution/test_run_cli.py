@@ -146,6 +146,16 @@ def test_run_plans_imports_and_reports(quick: tuple[Cloud, Path]) -> None:
     board = bulkmover("status", str(config))
     assert board.returncode == 0 and "shards" in board.stdout
 
+    # --retry-failed queues exactly the shards with failed files again; re-importing them
+    # is harmless (stored instances are skipped) and the bad files fail again.
+    with_failures = [s["uri"] for s in doc["shards"] if s["failure"]]
+    assert with_failures
+    retried = bulkmover("run", str(config), "--retry-failed", "--json")
+    assert retried.returncode == 1, retried.stderr
+    assert json.loads(retried.stdout)["totals"]["failure"] == SPEC.bad_files
+    after = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
+    assert after - uris == Counter(with_failures)
+
 
 def _running_operations(config: Path) -> dict[str, str]:
     """uri -> operation name of shards whose operation name is committed and still running."""
