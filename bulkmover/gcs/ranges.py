@@ -11,15 +11,16 @@ differ (names ``site/P0001..`` to ``site/P0008..`` vary at the 4th digit). It ga
 span at that position is one page) within the character's class (digits up to ``9``, letters
 up to ``z``), then one position up, and so on: pieces of doubling size right after the page,
 where names most likely are, none smaller than a few pages (each piece costs a short last
-page), and a last piece for everything else. Each new piece,
-after its own first page, cuts itself the same way, so the chains multiply within a few pages.
-When that yields nothing before ``end``, the points are spread between ``last`` and ``end`` at
-the first position where they differ. A wrong guess only costs an empty page.
+page), and a last piece for everything else. A rest that looks shorter than that is not cut.
+Each new piece, after its own first page, cuts itself the same way, so the chains multiply
+within a few pages. When the page gives no scale to gallop from (its last characters are at the
+top of their class), the points are spread between ``last`` and ``end`` at the first position
+where they differ. A wrong guess only costs an empty page.
 
 >>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", None, "site/", 4)
 ['site/P003', 'site/P006', 'site/P01', 'site/P02']
 >>> split_points("site/P0001/x.dcm", "site/P0008/y.dcm", "site/P0009", "site/", 3)
-['site/P0008C', 'site/P0008W', 'site/P0008k']
+[]
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ def split_points(
     """
     if count <= 0 or (end is not None and last >= end) or not last.startswith(floor):
         return []
-    points = _gallop(first, last, end, floor, count, avoid_slash)
-    return points or _bisect(last, end, floor, count, avoid_slash)
+    points, reached_end = _gallop(first, last, end, floor, count, avoid_slash)
+    if points or reached_end:
+        return points  # nothing before ``end`` at MIN_PAGES or more: the rest is short
+    return _bisect(last, end, floor, count, avoid_slash)
 
 
 def _gallop(
     first: str, last: str, end: str | None, floor: str, count: int, avoid_slash: bool
-) -> list[str]:
+) -> tuple[list[str], bool]:
+    """Galloping points, and whether they ran into ``end``."""
     scale = max(len(os.path.commonprefix([first, last])), len(floor))
     points: list[str] = []
     # No part smaller than MIN_PAGES pages: the page itself spanned ``span`` characters at its
@@ -79,11 +83,11 @@ def _gallop(
                 continue
             point = last[:position] + chr(char)
             if end is not None and point >= end:
-                return points
+                return points, True
             points.append(point)
         if len(points) >= count:
             break
-    return points
+    return points, False
 
 
 def _bisect(last: str, end: str | None, floor: str, count: int, avoid_slash: bool) -> list[str]:

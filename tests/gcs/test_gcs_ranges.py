@@ -43,8 +43,13 @@ def test_galloping_from_the_page_scale() -> None:
     assert points == ["s/000001", "s/000002", "s/000004", "s/000008", "s/00001", "s/00002"]
 
 
-def test_bounded_range_without_room_to_gallop_is_bisected() -> None:
-    assert split_points("s/P1", "s/P1zz", "s/P2", "s/", 2) == ["s/P1zz?", "s/P1zz_"]
+def test_a_short_rest_is_not_cut() -> None:
+    assert split_points("s/P1", "s/P1zz", "s/P2", "s/", 2) == []
+
+
+def test_no_scale_to_gallop_from_falls_back_to_bisection() -> None:
+    # Every character of 'zz' is at the top of its class: nothing to gallop to.
+    assert split_points("s/za", "s/zz", None, "s/", 2) == ["s/zz?", "s/zz_"]
 
 
 def test_no_room_no_points() -> None:
