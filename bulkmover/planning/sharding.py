@@ -4,9 +4,9 @@ Every shard is one URI the API accepts and, evaluated with the API's semantics o
 shards are pairwise disjoint, their union is exactly what the source matches, and each holds at
 most ``max_objects`` objects and ``max_bytes`` bytes unless it is a single object.
 
-How (one pass over the names in sorted order, so every directory's subtree is a contiguous run):
+How (one pass over the directories in path order, so every subtree is a contiguous run):
 
-* A directory is closed when the names leave it. If its whole subtree fits, it stays one
+* A directory is closed when the pass leaves it. If its whole subtree fits, it stays one
   candidate for its parent (a parent that fits swallows it). If not, it is *split* on the spot:
   any ancestor is bigger still, so the decision is final.
 * Recursive source (``P**.dcm``): a split directory ``d/`` becomes shards for its sub-directories
