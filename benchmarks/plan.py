@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument(
         "--no-zero-latency", action="store_true", help="skip the runs without latency"
     )
-    parser.add_argument("--concurrency", type=int, default=64, help="storage.list_concurrency")
+    parser.add_argument("--concurrency", type=int, default=128, help="storage.list_concurrency")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="keep/reuse the loaded emulator data here"
     )

@@ -100,7 +100,7 @@ class StorageConfig(_Section):
     """How bulkmover talks to Cloud Storage (listing the source)."""
 
     endpoint: Endpoint = None
-    list_concurrency: int = Field(64, ge=1, le=512)
+    list_concurrency: int = Field(128, ge=1, le=512)
     max_attempts: int = Field(8, ge=1, le=100)
     match_glob: bool = True
 

@@ -45,7 +45,7 @@ class StorageClient:
         self,
         *,
         endpoint: str | None = None,
-        concurrency: int = 64,
+        concurrency: int = 128,
         policy: RetryPolicy | None = None,
         key_file: Path | None = None,
         anonymous: bool = False,

@@ -88,7 +88,7 @@ async def list_matches(
     pages: PageSource,
     sink: Sink,
     *,
-    concurrency: int = 64,
+    concurrency: int = 128,
     stats: ListingStats | None = None,
     match_glob: bool = True,
     page_size: int = PAGE_SIZE,
