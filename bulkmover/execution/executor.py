@@ -134,6 +134,8 @@ class Executor:
         from what runs now) or "quota exceeded" (a per-minute quota: cut that family's rate).
         """
         if not event.throttled:
+            if event.status is not None:
+                self.limits.on_accepted(event.family.value)
             return
         reason = f"429 on {event.method}"
         message = (event.message or "").lower()

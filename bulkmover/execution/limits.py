@@ -9,7 +9,9 @@ adapts:
 - ``AdaptiveLimits``: AIMD on both. A 429 (or a start refused because too many operations run)
   cuts the value multiplicatively, at most once per ``cooldown`` so one burst of 429s counts once,
   and remembers where it hurt (the "knee"); quiet periods raise it again, quickly back up to just
-  below the knee, then hold there for ``knee_ttl`` before probing beyond it.
+  below the knee, then hold there for ``knee_ttl`` before probing beyond it. When a rate's 429s go
+  on ``settle_after`` seconds past its cut, the rate the server accepted meanwhile is its quota:
+  the rate settles just below it at once (a quota's burst allowance hides it from the first cut).
 - ``ThroughputProbe``: hill climbing on the store's aggregate instances per second, for stores
   where more operations stop paying long before any quota says no.
 
@@ -294,6 +296,16 @@ class _Aimd:
         self.last_decrease = now
         return self._set(now, new, reason)
 
+    def settle(self, now: float, measured: float, reason: str) -> LimitChange | None:
+        """429s went on after a cut: ``measured`` is what the server accepted meanwhile, its
+        real limit. Go just below it (never up) and remember it as the knee."""
+        new = self._round(measured * self.knee_margin)
+        if new >= self.value:
+            return None
+        self.knee, self.knee_at = measured, now
+        self.last_decrease = now
+        return self._set(now, new, reason)
+
     def recover(self, now: float) -> LimitChange | None:
         if now - max(self.last_change, self.last_throttle) < self.recovery_interval:
             return None
@@ -326,6 +338,15 @@ class _Aimd:
         return LimitChange(now, self.family, old, new, reason)
 
 
+@dataclass
+class _Episode:
+    """A rate cut and the 429s that follow it: when, and the acceptances counted then."""
+
+    start: float
+    accepted: int
+    settled: bool = False
+
+
 @dataclass(frozen=True)
 class LimitSettings:
     """Configured maximums and how the adaptive limits move (defaults safe for the real API).
@@ -349,6 +370,10 @@ class LimitSettings:
     rate_step_fraction: float = 0.05  # of the maximum rate, per recovery interval
     rate_knee_margin: float = 0.97
     knee_ttl: float = 300.0
+    # A rate cut starts from what was sent in the last minute, which a quota's burst allowance
+    # may have let through at well above its rate. If 429s go on this long after the cut, the
+    # rate the server accepted meanwhile is its real one: settle just below it at once.
+    settle_after: float = 4.0
 
     def __post_init__(self) -> None:
         if self.min_concurrency < 1 or self.max_concurrency < self.min_concurrency:
@@ -414,6 +439,8 @@ class AdaptiveLimits:
         self.changes: deque[LimitChange] = deque(maxlen=history)
         self.listeners: list[Callable[[LimitChange], None]] = []
         self.throttled = 0
+        self._accepted: dict[str, int] = {family: 0 for family in self._rates}
+        self._episodes: dict[str, _Episode] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -462,7 +489,29 @@ class AdaptiveLimits:
         elif (aimd := self._rates.get(family)) is not None:
             granted = float(self._limiters[family].recent_per_minute())
             change = aimd.throttle(now, granted or None, reason)
+            if change is not None:
+                self._episodes[family] = _Episode(now, self._accepted[family])
+            else:
+                change = self._settle(family, aimd, now)
         return self._apply([change] if change else [])
+
+    def on_accepted(self, family: str) -> None:
+        """A request of ``family`` got past the quota (any answer but 429)."""
+        if family in self._accepted:
+            self._accepted[family] += 1
+
+    def _settle(self, family: str, aimd: _Aimd, now: float) -> LimitChange | None:
+        """Once per throttling episode, ``settle_after`` seconds into it: what got accepted since
+        the cut, while 429s said we still sent too much, is the server's rate."""
+        episode = self._episodes.get(family)
+        if episode is None or episode.settled or now - episode.start < self.settings.settle_after:
+            return None
+        episode.settled = True
+        accepted = self._accepted[family] - episode.accepted
+        if accepted <= 0:
+            return None
+        measured = accepted / (now - episode.start) * MINUTE
+        return aimd.settle(now, measured, f"429s go on; the server accepts {measured:.0f}/min")
 
     def observe_throughput(self, processed: int, in_flight: int) -> list[LimitChange]:
         """Feed the probe one sample: instances processed so far (all operations of the store,
