@@ -47,6 +47,10 @@ def limit_settings(config: Config) -> LimitSettings:
     return LimitSettings(
         max_concurrency=config.run.max_operations_in_flight,
         max_rates={f.value: rpm for f in (Family.LRO_START, Family.OPERATIONS, Family.LOGGING)},
+        # The running-operation cap is a count, not a rate: running right at it costs nothing
+        # (one more start is refused and retried), while 10% below it idles 10% of the slots
+        # until recovery climbs back.
+        concurrency_factor=1.0,
     )
 
 
