@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bulkmover.state.runs import RunTotals
 
-@dataclass(frozen=True)
-class Totals:
-    shards: int = 0
-    done: int = 0
-    failed: int = 0
-    running: int = 0
-    pending: int = 0
-    success: int = 0
-    failure: int = 0
-    expected: int = 0
-    bytes_expected: int = 0
-    bytes_done: int = 0
-
-    @property
-    def processed(self) -> int:
-        return self.success + self.failure
+# The board shows the state file's totals as they are (the executor and `status` both read them).
+Totals = RunTotals
 
 
 @dataclass(frozen=True)

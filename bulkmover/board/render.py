@@ -106,14 +106,7 @@ def log_fields(snap: Snapshot) -> dict[str, Any]:
     """The board as one flat record, for periodic log lines when there is no terminal."""
     t = snap.totals
     return {
-        "shards": t.shards,
-        "done": t.done,
-        "failed": t.failed,
-        "running": t.running,
-        "pending": t.pending,
-        "success": t.success,
-        "failure": t.failure,
-        "expected": t.expected,
+        **t.as_dict(),
         "throughput": round(snap.throughput, 2),
         "eta_s": None if snap.eta_seconds is None else round(snap.eta_seconds),
         "concurrency": snap.concurrency,

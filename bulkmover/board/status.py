@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from bulkmover.board.model import InFlight, Snapshot, Totals
+from bulkmover.board.model import InFlight, Snapshot
 from bulkmover.errors import StateError
 from bulkmover.state.runs import RunLedger
 from bulkmover.state.store import ShardState
@@ -43,18 +43,7 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
     processed = rt.success + rt.failure
     events = ledger.recent_events(50)
     return Snapshot(
-        totals=Totals(
-            rt.shards,
-            rt.done,
-            rt.failed,
-            rt.running,
-            rt.pending,
-            rt.success,
-            rt.failure,
-            rt.expected,
-            rt.bytes_expected,
-            rt.bytes_done,
-        ),  # fmt: skip
+        totals=rt,
         in_flight=[
             InFlight(
                 s.shard_id,
@@ -85,18 +74,7 @@ def status_json(conn: sqlite3.Connection) -> str:
     SQLite renders the per-shard array itself (json_object), so 100,000 shards cost a fraction
     of a second instead of building 100,000 Python dicts.
     """
-    t = RunLedger(conn).totals()
-    totals = {
-        "shards": t.shards,
-        "done": t.done,
-        "failed": t.failed,
-        "running": t.running,
-        "pending": t.pending,
-        "success": t.success,
-        "failure": t.failure,
-        "expected": t.expected,
-        "bytes": t.bytes_expected,
-    }
+    totals = RunLedger(conn).totals().as_dict()
     shards = conn.execute(
         """SELECT COALESCE(json_group_array(json_object(
                'id', id, 'uri', uri, 'state', state, 'operation', operation,

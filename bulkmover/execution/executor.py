@@ -463,23 +463,10 @@ class Executor:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
     def snapshot(self, finished: bool = False) -> Snapshot:
-        rt = self.ledger.totals()
         live = {t.shard.shard_id: t for t in self.in_flight.values()}
-        totals = Totals(
-            shards=rt.shards,
-            done=rt.done,
-            failed=rt.failed,
-            running=rt.running,
-            pending=rt.pending,
-            success=rt.success,
-            failure=rt.failure,
-            expected=rt.expected,
-            bytes_expected=rt.bytes_expected,
-            bytes_done=rt.bytes_done,
-        )
         now = time.monotonic()
         return Snapshot(
-            totals=totals,
+            totals=self.ledger.totals(),
             in_flight=[
                 InFlight(
                     t.shard.shard_id,

@@ -180,16 +180,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "ok": result.ok,
         "interrupted": result.interrupted,
         "elapsed_seconds": round(result.elapsed, 3),
-        "totals": {
-            "shards": t.shards,
-            "done": t.done,
-            "failed": t.failed,
-            "running": t.running,
-            "pending": t.pending,
-            "success": t.success,
-            "failure": t.failure,
-            "expected": t.expected,
-        },
+        "totals": t.as_dict(),
         "api_calls": result.api_calls,
         "throttled": result.throttled,
     }

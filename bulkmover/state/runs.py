@@ -71,6 +71,24 @@ class RunTotals:
     bytes_expected: int
     bytes_done: int
 
+    @property
+    def processed(self) -> int:
+        return self.success + self.failure
+
+    def as_dict(self) -> dict[str, int]:
+        """The totals as the JSON documents (`run --json`, `status --json`) print them."""
+        return {
+            "shards": self.shards,
+            "done": self.done,
+            "failed": self.failed,
+            "running": self.running,
+            "pending": self.pending,
+            "success": self.success,
+            "failure": self.failure,
+            "expected": self.expected,
+            "bytes": self.bytes_expected,
+        }
+
 
 @dataclass(frozen=True)
 class Event:
