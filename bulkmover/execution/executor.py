@@ -413,28 +413,19 @@ class Executor:
         kind = op.error_class if op is not None else ErrorClass.TRANSIENT
         attempts = shard.attempts + 1
         self._note_error(shard.shard_id, error)
-        if (
+        retry = (
             kind in (ErrorClass.TRANSIENT, ErrorClass.CANCELLED)
             and attempts < self.settings.max_attempts
-        ):
-            self.ledger.mark_finished(
-                shard.shard_id,
-                tracked.operation,
-                success=success,
-                failure=failure,
-                error=error,
-                state=ShardState.PENDING,
-                retry_at=time.time() + self._backoff(attempts),
-            )
-        else:
-            self.ledger.mark_finished(
-                shard.shard_id,
-                tracked.operation,
-                success=success,
-                failure=failure,
-                error=error,
-                state=ShardState.FAILED,
-            )
+        )
+        self.ledger.mark_finished(
+            shard.shard_id,
+            tracked.operation,
+            success=success,
+            failure=failure,
+            error=error,
+            state=ShardState.PENDING if retry else ShardState.FAILED,
+            retry_at=time.time() + self._backoff(attempts) if retry else None,
+        )
         self._wake.set()
 
     # -- limits and board --------------------------------------------------------------------
