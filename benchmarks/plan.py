@@ -202,10 +202,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="bench-plan-"))
     data_dir = args.data_dir or scratch / "gcs"
-    marker = data_dir / f"loaded-{args.seed}-{'-'.join(map(str, sizes))}"
-    if not marker.exists():
-        load(data_dir, sizes, args.seed)
-        marker.touch()
+    missing = [n for n in sizes if not (data_dir / f"loaded-{args.seed}-{n}").exists()]
+    if missing:
+        load(data_dir, missing, args.seed)
+        for n in missing:
+            (data_dir / f"loaded-{args.seed}-{n}").touch()
     latencies = [args.page_latency] + ([] if args.no_zero_latency else [0.0])
     rows: list[str] = []
     try:
