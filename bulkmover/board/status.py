@@ -21,7 +21,10 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     if not path.exists():
         raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        # Not mode=ro: a read-only connection cannot build the WAL index (-shm) when a killed
+        # run left none, and fails. query_only keeps this connection from ever writing.
+        conn = sqlite3.connect(path, timeout=10.0)
+        conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("SELECT operation FROM shards LIMIT 0")
     except sqlite3.Error as err:
