@@ -145,8 +145,10 @@ def main() -> None:
     sweep = [] if args.skip_sweep else [int(c) for c in args.sweep.split(",")]
     knee_rate = min(args.store, args.speed * args.cap)
 
+    files: int = args.files
+
     def shards_for(rate: float, seconds: float, concurrency: int) -> int:
-        return max(3 * concurrency, math.ceil(rate * seconds / args.files))
+        return max(3 * concurrency, math.ceil(rate * seconds / files))
 
     runs = {f"c{c}": shards_for(min(args.speed * c, args.store), args.seconds, c) for c in sweep}
     runs["adaptive"] = shards_for(knee_rate, args.adaptive_seconds, 1)
@@ -324,7 +326,7 @@ def plot(fixed: list[Measured], adaptive: Measured | None, path: Path, subtitle:
         x = px(adaptive.concurrency)
         draw.polygon([(x, y - 9), (x + 9, y), (x, y + 9), (x - 9, y)], fill=(214, 39, 40))
         draw.text(
-            (x + 14, y - 14),
+            (x + 14, y + 22),
             f"adaptive: {adaptive.rate:.1f}/s at {adaptive.concurrency:.1f} running on average",
             fill=(214, 39, 40),
             font=small,
@@ -343,7 +345,7 @@ def plot(fixed: list[Measured], adaptive: Measured | None, path: Path, subtitle:
 
 def _nice(value: float) -> float:
     """The next of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k at or above ``value``."""
-    exp = 10 ** math.floor(math.log10(value))
+    exp = 10.0 ** math.floor(math.log10(value))
     for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * exp >= value:
             return step * exp
