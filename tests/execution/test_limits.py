@@ -399,3 +399,33 @@ def test_adaptive_limits_apply_the_probe_cap() -> None:
     assert limits.gate.limit == limits.concurrency
     assert all(str(c).startswith("concurrency ") for c in moved)
     assert list(limits.changes) == moved
+
+
+def test_rate_settles_below_what_the_server_accepts_when_429s_go_on() -> None:
+    """A quota's burst allowance hides it from the first cut; 429s that go on after the cut
+    reveal it: the rate settles at 0.97 x the rate accepted meanwhile, once per episode."""
+    clock = FakeClock()
+    limits = AdaptiveLimits(
+        LimitSettings(max_rates={"lro_start": 600.0}, settle_after=4.0, cooldown=30.0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    limiter = limits.limiter("lro_start")
+    assert limiter is not None
+    for _ in range(600):  # a minute at 600/min, all granted
+        limiter.try_acquire()  # counted as sent in the last minute (the first cut's base)
+        limits.on_accepted("lro_start")
+        clock.now += 0.1
+    first = limits.on_throttled("lro_start", "429 on dicomStores.import")
+    assert first and first[0].new < 600.0  # the first cut, from what was sent
+    # The server accepts 300/min (5/s) for the next 5 s while refusing the rest.
+    for _ in range(25):
+        limits.on_accepted("lro_start")
+        clock.now += 0.2
+    settled = limits.on_throttled("lro_start", "429 on dicomStores.import")
+    assert settled, "429s past settle_after should settle the rate"
+    assert settled[0].new == pytest.approx(0.97 * 300.0, rel=0.02)
+    assert "accepts 300/min" in settled[0].reason
+    clock.now += 1.0
+    assert limits.on_throttled("lro_start", "429 again") == []  # once per episode
+    assert limits.rate("lro_start") == settled[0].new
