@@ -51,6 +51,7 @@ from bulkmover.healthcare.operations import (
     OperationsPage,
     wait_for_operation,
 )
+from bulkmover.healthcare.paging import iter_pages
 from bulkmover.healthcare.resources import DatasetInfo, DatasetPath, DicomStoreInfo, StorePath
 from bulkmover.healthcare.retry import RetryPolicy, parse_retry_after
 from bulkmover.healthcare.stats import ClientStats, Family, RequestEvent
@@ -281,13 +282,10 @@ class HealthcareClient:
         self, dataset: DatasetPath, filter: str | None = None, page_size: int = 100
     ) -> AsyncIterator[OperationsPage]:
         """Every page of ``list_operations``, one call each, until no next token."""
-        token: str | None = None
-        while True:
-            page = await self.list_operations(dataset, filter, page_size, token)
+        async for page in iter_pages(
+            lambda token: self.list_operations(dataset, filter, page_size, token)
+        ):
             yield page
-            token = page.next_page_token
-            if not token:
-                return
 
     async def cancel_operation(self, name: str) -> None:
         """Ask the server to cancel; the operation then ends with a CANCELLED error."""
@@ -342,13 +340,10 @@ class HealthcareClient:
         page_size: int = MAX_PAGE_SIZE,
         order_by: str | None = None,
     ) -> AsyncIterator[LogEntriesPage]:
-        token: str | None = None
-        while True:
-            page = await self.list_log_entries(resource_names, filter, page_size, token, order_by)
+        async for page in iter_pages(
+            lambda token: self.list_log_entries(resource_names, filter, page_size, token, order_by)
+        ):
             yield page
-            token = page.next_page_token
-            if not token:
-                return
 
     # -- datasets and stores (demo, preflight) -------------------------------------------------
 

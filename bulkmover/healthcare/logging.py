@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from bulkmover.healthcare.operations import RpcStatus
+from bulkmover.healthcare.paging import iter_pages
 from bulkmover.healthcare.resources import StorePath
 
 IMPORT_LOG_TYPE = "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"
@@ -148,14 +149,12 @@ async def iter_log_entries(
     order_by: str | None = None,
 ) -> AsyncIterator[LogEntry]:
     """Every entry matching ``filter``, one ``entries:list`` call per page."""
-    token: str | None = None
-    while True:
-        page = await client.list_log_entries(resource_names, filter, page_size, token, order_by)
+    pages = iter_pages(
+        lambda token: client.list_log_entries(resource_names, filter, page_size, token, order_by)
+    )
+    async for page in pages:
         for entry in page.entries:
             yield entry
-        token = page.next_page_token
-        if not token:
-            return
 
 
 def operation_errors(

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from bulkmover.errors import ApiError
+from bulkmover.healthcare.paging import iter_pages
 from bulkmover.healthcare.resources import DatasetPath, split_operation_name
 
 IMPORT_METHOD = "google.cloud.healthcare.v1.dicom.DicomService.ImportDicomData"
@@ -281,13 +282,11 @@ async def iter_operations(
 ) -> list[Operation]:
     """Every operation of ``dataset`` matching ``filter``, following page tokens to the end."""
     found: list[Operation] = []
-    token: str | None = None
-    while True:
-        page = await client.list_operations(dataset, filter, page_size, token)
+    async for page in iter_pages(
+        lambda token: client.list_operations(dataset, filter, page_size, token)
+    ):
         found.extend(page.operations)
-        token = page.next_page_token
-        if not token:
-            return found
+    return found
 
 
 async def operations_started_since(
