@@ -366,14 +366,7 @@ class Store:
 
     def delete_object(self, bucket: str, name: str, pre: Preconditions | None = None) -> None:
         with self._transaction() as conn:
-            b = _bucket(conn, bucket)
-            if b is None:
-                raise bucket_not_found(bucket)
-            current = _object(conn, b.id, name)
-            if current is None:
-                raise object_not_found(bucket, name)
-            if pre is not None:
-                pre.check(current)
+            b, current = _existing_object(conn, bucket, name, pre)
             conn.execute("DELETE FROM objects WHERE bucket_id = ? AND name = ?", (b.id, name))
         self._collect_garbage()
 
@@ -387,14 +380,7 @@ class Store:
     ) -> ObjectRow:
         """Replace the metadata of an object (metageneration + 1); its bytes stay."""
         with self._transaction() as conn:
-            b = _bucket(conn, bucket)
-            if b is None:
-                raise bucket_not_found(bucket)
-            current = _object(conn, b.id, name)
-            if current is None:
-                raise object_not_found(bucket, name)
-            if pre is not None:
-                pre.check(current)
+            b, current = _existing_object(conn, bucket, name, pre)
             conn.execute(
                 "UPDATE objects SET metageneration = metageneration + 1, content_type = ?, "
                 "extra = ?, updated_us = ? WHERE bucket_id = ? AND name = ?",
@@ -513,6 +499,21 @@ def _connect(path: Path, cache_mib: int) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+def _existing_object(
+    conn: sqlite3.Connection, bucket: str, name: str, pre: Preconditions | None
+) -> tuple[BucketRow, ObjectRow]:
+    """The bucket and live object a metadata write applies to; 404s and preconditions first."""
+    b = _bucket(conn, bucket)
+    if b is None:
+        raise bucket_not_found(bucket)
+    current = _object(conn, b.id, name)
+    if current is None:
+        raise object_not_found(bucket, name)
+    if pre is not None:
+        pre.check(current)
+    return b, current
 
 
 def _bucket(conn: sqlite3.Connection, name: str) -> BucketRow | None:
