@@ -53,3 +53,24 @@ class ApiError(BulkmoverError):
 
 class EmulatorError(BulkmoverError):
     """The local cloud could not start or was given bad settings."""
+
+
+def first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a failed task group: its first ``BulkmoverError`` (depth first,
+    in the order the tasks failed), else its first leaf; the group itself if it has none.
+
+    A fatal API error in one task cancels its siblings; the user wants that one line, not the
+    group's traceback.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if isinstance(exc, BulkmoverError):
+            return exc
+    return leaves[0] if leaves else group
