@@ -11,33 +11,25 @@ from rich.table import Table
 from rich.text import Text
 
 from bulkmover.board.model import Snapshot
+from bulkmover.units import format_bytes, format_duration
 
 MAX_ROWS = 12
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
+# ``execution.command`` imports it from here; new code imports ``bulkmover.units``.
+human_duration = format_duration
 
 
 def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
+    parts: list[RenderableType] = [_head(snap), _progress(snap)]
+    if snap.in_flight:
+        parts.append(_operations(snap))
+    parts.extend(_messages(snap))
+    return Panel(Group(*parts), title=title, border_style="green" if snap.finished else "blue")
+
+
+def _head(snap: Snapshot) -> Table:
+    """Shards, instances, throughput and limits: one labelled line each."""
     t = snap.totals
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -50,20 +42,29 @@ def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
     head.add_row(
         "instances",
         f"[green]{t.success:,} ok[/]  [red]{t.failure:,} failed[/]  / {t.expected:,} expected"
-        f"   ({human_bytes(t.bytes_done)} of {human_bytes(t.bytes_expected)})",
+        f"   ({format_bytes(t.bytes_done)} of {format_bytes(t.bytes_expected)})",
     )
     head.add_row(
         "throughput",
-        f"{snap.throughput:,.1f} instances/s   elapsed {human_duration(snap.elapsed_seconds)}"
-        f"   ETA {human_duration(snap.eta_seconds)}",
+        f"{snap.throughput:,.1f} instances/s   elapsed {format_duration(snap.elapsed_seconds)}"
+        f"   ETA {format_duration(snap.eta_seconds)}",
     )
+    head.add_row("limits", _limits_line(snap))
+    return head
+
+
+def _limits_line(snap: Snapshot) -> str:
     limits = []
     if snap.concurrency is not None:
         limits.append(f"in flight <= {snap.concurrency} (max {snap.concurrency_max})")
     if snap.rate_per_minute is not None:
         limits.append(f"{snap.rate_per_minute:,.0f}/min (max {snap.rate_max or 0:,.0f})")
     limits.append(f"429s: {snap.throttled:,}")
-    head.add_row("limits", "   ".join(limits))
+    return "   ".join(limits)
+
+
+def _progress(snap: Snapshot) -> Table:
+    t = snap.totals
     pct = 100.0 * t.processed / t.expected if t.expected else 0.0
     bar = ProgressBar(total=max(t.expected, 1), completed=min(t.processed, max(t.expected, 1)))
     progress = Table.grid(padding=(0, 2))
@@ -71,35 +72,41 @@ def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
     progress.add_column(ratio=1)
     progress.add_column(justify="right")
     progress.add_row("progress", bar, f"{pct:5.1f}%")
+    return progress
 
-    parts: list[RenderableType] = [head, progress]
-    if snap.in_flight:
-        ops = Table(title="operations in flight", expand=True, title_justify="left")
-        ops.add_column("shard", justify="right")
-        ops.add_column("uri", overflow="ellipsis", no_wrap=True, ratio=3)
-        ops.add_column("operation", overflow="ellipsis", no_wrap=True, ratio=1)
-        ops.add_column("age", justify="right")
-        ops.add_column("progress", justify="right")
-        for op in sorted(snap.in_flight, key=lambda o: -o.age_seconds)[:MAX_ROWS]:
-            done = op.success + op.failure
-            ops.add_row(
-                str(op.shard_id),
-                op.uri,
-                (op.operation or "starting").rsplit("/", 1)[-1],
-                human_duration(op.age_seconds),
-                f"{done:,}/{op.expected:,}"
-                + (f" [red]({op.failure} failed)[/]" if op.failure else ""),
-            )
-        if len(snap.in_flight) > MAX_ROWS:
-            ops.caption = f"... and {len(snap.in_flight) - MAX_ROWS} more"
-        parts.append(ops)
+
+def _operations(snap: Snapshot) -> Table:
+    """The oldest operations in flight first (the ones worth a look), at most ``MAX_ROWS``."""
+    ops = Table(title="operations in flight", expand=True, title_justify="left")
+    ops.add_column("shard", justify="right")
+    ops.add_column("uri", overflow="ellipsis", no_wrap=True, ratio=3)
+    ops.add_column("operation", overflow="ellipsis", no_wrap=True, ratio=1)
+    ops.add_column("age", justify="right")
+    ops.add_column("progress", justify="right")
+    for op in sorted(snap.in_flight, key=lambda o: -o.age_seconds)[:MAX_ROWS]:
+        done = op.success + op.failure
+        ops.add_row(
+            str(op.shard_id),
+            op.uri,
+            (op.operation or "starting").rsplit("/", 1)[-1],
+            format_duration(op.age_seconds),
+            f"{done:,}/{op.expected:,}" + (f" [red]({op.failure} failed)[/]" if op.failure else ""),
+        )
+    if len(snap.in_flight) > MAX_ROWS:
+        ops.caption = f"... and {len(snap.in_flight) - MAX_ROWS} more"
+    return ops
+
+
+def _messages(snap: Snapshot) -> list[RenderableType]:
+    """The last few limit changes and errors, below the tables."""
+    parts: list[RenderableType] = []
     if snap.limit_changes:
         parts.append(Text("limit changes: " + " | ".join(snap.limit_changes[-3:]), style="yellow"))
     if snap.last_errors:
         parts.append(Text("last errors:", style="bold red"))
         for err in snap.last_errors[-5:]:
             parts.append(Text("  " + err, style="red", overflow="ellipsis", no_wrap=True))
-    return Panel(Group(*parts), title=title, border_style="green" if snap.finished else "blue")
+    return parts
 
 
 def log_fields(snap: Snapshot) -> dict[str, Any]:

@@ -12,21 +12,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from bulkmover.units import format_bytes as format_bytes  # planning.progress imports it here
+
 if TYPE_CHECKING:
     from bulkmover.planning.plan import PlanOutcome
 
-UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 BAR_WIDTH = 30
-
-
-def format_bytes(n: int) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    value = float(n)
-    for unit in UNITS:
-        if value < 1024 or unit == UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def plan_json(outcome: PlanOutcome) -> dict[str, Any]:

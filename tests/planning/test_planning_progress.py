@@ -11,8 +11,9 @@ from bulkmover.gcs.listing import ListingStats
 from bulkmover.planning.plan import PlanOutcome
 from bulkmover.planning.progress import LiveProgress
 from bulkmover.planning.sharding import Limits
-from bulkmover.planning.summary import format_bytes, plan_json, render_summary, size_histogram
+from bulkmover.planning.summary import plan_json, render_summary, size_histogram
 from bulkmover.state import Shard, ShardState, Totals
+from bulkmover.units import format_bytes
 
 
 def test_progress_line_shows_the_counters() -> None:
