@@ -1,0 +1,103 @@
+"""The executor's decisions as pure functions: no IO, no clock of their own, no sleeping.
+
+Each answers one question the executor meets while it runs, from plain values, so every case is
+a unit test (``tests/execution/test_decisions.py``):
+
+- ``throttle_target``: a 429 cuts the concurrency cap or a quota family's rate;
+- ``after_start_error``: a refused or failed start requeues, fails the shard, stops the run, or
+  needs resolving (the operation may have started);
+- ``after_operation``: a judged operation leaves its shard done, failed, queued again or stops
+  the run;
+- ``requeue_delay``: how long a requeued shard waits (full jitter, growing per attempt);
+- ``poll_by_list``: one ``operations.list`` for everything in flight, or a ``get`` each.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bulkmover.errors import ApiError
+from bulkmover.execution.kinds import Judgement, Outcome
+from bulkmover.healthcare.failures import OutcomeUnknownError
+from bulkmover.healthcare.stats import Family, RequestEvent
+from bulkmover.retry import full_jitter
+from bulkmover.state.store import ShardState
+
+#: With more operations in flight than this, poll with operations.list instead of one get each:
+#: below it a get each costs no more calls than a list, and sees each operation end on its own
+#: schedule.
+LIST_POLL_THRESHOLD = 4
+
+
+class Throttle(StrEnum):
+    CONCURRENCY = "concurrency"  # too many operations running: fewer at once
+    RATE = "rate"  # a per-minute quota: fewer requests per minute in that family
+
+
+def throttle_target(event: RequestEvent) -> Throttle | None:
+    """What a 429 should cut, or None for any other answer.
+
+    A refused start says either "too many operations running" (a count: cut concurrency) or
+    "quota exceeded" (a per-minute quota: cut that family's rate). The running-operation cap's
+    wording is not published; anything not clearly about running operations is treated as a
+    rate quota.
+    """
+    if not event.throttled:
+        return None
+    message = (event.message or "").lower()
+    if event.family == Family.LRO_START and "operations" in message and "quota" not in message:
+        return Throttle.CONCURRENCY
+    return Throttle.RATE
+
+
+class StartAction(StrEnum):
+    REQUEUE = "requeue"  # nothing started; try again after a backoff
+    RESOLVE = "resolve"  # an operation may have started: find it before anything else
+    FAIL_SHARD = "fail-shard"  # this shard's request is wrong; others may be fine
+    STOP_RUN = "stop-run"  # every other shard would fail the same way
+
+
+def after_start_error(error: ApiError) -> StartAction:
+    """What a start that raised means for its shard and for the run."""
+    if isinstance(error, OutcomeUnknownError):
+        return StartAction.RESOLVE
+    if error.retriable:
+        return StartAction.REQUEUE
+    if error.status in (401, 403, 404) or error.status is None:
+        # Credentials, permission, a missing store or an endpoint that is not the API: the
+        # same for every shard, so stop with the state consistent rather than fail them all.
+        return StartAction.STOP_RUN
+    return StartAction.FAIL_SHARD
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Where a shard goes after its operation ended."""
+
+    state: ShardState
+    retry: bool = False  # PENDING again, after ``requeue_delay``
+    stop_run: bool = False
+
+
+def after_operation(judgement: Judgement, attempts: int, max_attempts: int) -> Verdict:
+    """``attempts`` counts this one. A transient failure requeues until ``max_attempts``."""
+    match judgement.outcome:
+        case Outcome.DONE | Outcome.DONE_WITH_FAILURES:
+            return Verdict(ShardState.DONE)
+        case Outcome.TRANSIENT if attempts < max_attempts:
+            return Verdict(ShardState.PENDING, retry=True)
+        case Outcome.SYSTEMIC:
+            return Verdict(ShardState.PENDING, stop_run=True)
+        case _:
+            return Verdict(ShardState.FAILED)
+
+
+def requeue_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds before a shard's next attempt, after ``attempt`` attempts (1 = the first)."""
+    return full_jitter(max(0, attempt - 1), base, cap, rng)
+
+
+def poll_by_list(in_flight: int) -> bool:
+    return in_flight > LIST_POLL_THRESHOLD

@@ -1,0 +1,173 @@
+"""The executor's decisions, case by case, without servers or sleeping."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from bulkmover.errors import ApiError
+from bulkmover.execution.decisions import (
+    LIST_POLL_THRESHOLD,
+    StartAction,
+    Throttle,
+    after_operation,
+    after_start_error,
+    poll_by_list,
+    requeue_delay,
+    throttle_target,
+)
+from bulkmover.execution.kinds import ImportKind, Judgement, Outcome
+from bulkmover.healthcare.failures import Call, OutcomeUnknownError
+from bulkmover.healthcare.operations import Operation
+from bulkmover.healthcare.resources import StorePath
+from bulkmover.healthcare.stats import Family, RequestEvent
+from bulkmover.state.runs import ShardRun
+from bulkmover.state.store import ShardState
+
+
+def _event(
+    status: int | None, message: str = "", family: Family = Family.LRO_START
+) -> RequestEvent:
+    return RequestEvent(family, "dicomStores.import", status, 1, False, 0.01, message)
+
+
+# -- 429s ------------------------------------------------------------------------------------
+
+
+def test_a_429_saying_too_many_operations_cuts_concurrency_not_rate() -> None:
+    event = _event(429, "Too many operations are running on this store; try again later")
+    assert throttle_target(event) == Throttle.CONCURRENCY
+
+
+def test_a_429_saying_quota_exceeded_cuts_the_rate() -> None:
+    event = _event(429, "Quota exceeded for quota metric 'dicom_store_lro_ops'")
+    assert throttle_target(event) == Throttle.RATE
+
+
+def test_a_429_mentioning_operations_and_quota_is_a_rate_quota() -> None:
+    event = _event(429, "Quota exceeded for operations per minute")
+    assert throttle_target(event) == Throttle.RATE
+
+
+def test_a_429_without_a_message_cuts_the_rate() -> None:
+    assert throttle_target(_event(429, "")) == Throttle.RATE
+
+
+def test_a_429_on_polling_cuts_that_familys_rate_even_if_it_names_operations() -> None:
+    event = _event(429, "too many operations requests", family=Family.OPERATIONS)
+    assert throttle_target(event) == Throttle.RATE
+
+
+@pytest.mark.parametrize("status", [200, 400, 500, 503, None])
+def test_an_answer_that_is_not_a_429_cuts_nothing(status: int | None) -> None:
+    assert throttle_target(_event(status, "operations")) is None
+
+
+# -- a start that raised -----------------------------------------------------------------------
+
+
+def test_a_start_whose_outcome_is_unknown_is_resolved_before_anything_else() -> None:
+    call = Call(Family.LRO_START, "dicomStores.import", "import", "r", "p", "role")
+    error = OutcomeUnknownError("lost", call=call, sent_at=datetime.now(UTC), status=None)
+    assert after_start_error(error) == StartAction.RESOLVE
+
+
+def test_a_retriable_refused_start_is_requeued() -> None:
+    assert after_start_error(ApiError("x", status=429, retriable=True)) == StartAction.REQUEUE
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, None])
+def test_a_start_refused_for_credentials_permission_or_missing_store_stops_the_run(
+    status: int | None,
+) -> None:
+    assert after_start_error(ApiError("x", status=status)) == StartAction.STOP_RUN
+
+
+def test_a_start_refused_as_a_bad_request_fails_only_its_shard() -> None:
+    assert after_start_error(ApiError("bad uri", status=400)) == StartAction.FAIL_SHARD
+
+
+# -- an operation that ended -------------------------------------------------------------------
+
+
+def test_a_done_operation_leaves_its_shard_done() -> None:
+    assert after_operation(Judgement(Outcome.DONE), 1, 8).state == ShardState.DONE
+
+
+def test_a_done_operation_with_failed_files_is_done_not_failed() -> None:
+    verdict = after_operation(Judgement(Outcome.DONE_WITH_FAILURES), 1, 8)
+    assert verdict.state == ShardState.DONE and not verdict.retry
+
+
+def test_a_transient_operation_error_requeues_until_the_last_attempt() -> None:
+    assert after_operation(Judgement(Outcome.TRANSIENT, "x"), 7, 8).retry
+    last = after_operation(Judgement(Outcome.TRANSIENT, "x"), 8, 8)
+    assert last.state == ShardState.FAILED and not last.retry
+
+
+def test_a_permanent_operation_error_fails_the_shard_at_once() -> None:
+    verdict = after_operation(Judgement(Outcome.PERMANENT, "x"), 1, 8)
+    assert verdict.state == ShardState.FAILED and not verdict.retry and not verdict.stop_run
+
+
+def test_a_systemic_operation_error_stops_the_run_and_keeps_the_shard_pending() -> None:
+    verdict = after_operation(Judgement(Outcome.SYSTEMIC, "x"), 1, 8)
+    assert verdict.state == ShardState.PENDING and verdict.stop_run
+
+
+# -- the import kind's judgement ---------------------------------------------------------------
+
+SHARD = ShardRun(1, "gs://b/d/**.dcm", 10, 1000, ShardState.RUNNING, "op", 1, 0.0, None, None, 0,
+                 0, None, False)  # fmt: skip
+KIND = ImportKind(StorePath("p", "l", "d", "s"))
+
+
+def _op(**fields: object) -> Operation:
+    return Operation.model_validate({"name": "projects/p/locations/l/datasets/d/operations/1",
+                                     "done": True, **fields})  # fmt: skip
+
+
+def test_an_import_that_took_every_file_is_done_without_drift() -> None:
+    j = KIND.judge(SHARD, _op(metadata={"counter": {"success": "10"}}, response={}))
+    assert j == Judgement(Outcome.DONE, None, False)
+
+
+def test_an_import_with_failed_files_is_done_with_failures() -> None:
+    j = KIND.judge(SHARD, _op(metadata={"counter": {"success": "7", "failure": "3"}}, response={}))
+    assert j.outcome == Outcome.DONE_WITH_FAILURES and not j.drift
+
+
+def test_an_import_that_reports_another_count_than_planned_is_flagged_as_drift() -> None:
+    j = KIND.judge(SHARD, _op(metadata={"counter": {"success": "12"}}, response={}))
+    assert j.drift and j.error == "drift: expected 10 objects, operation reported 12"
+
+
+@pytest.mark.parametrize("code", [1, 4, 8, 10, 13, 14])
+def test_an_import_ending_with_a_transient_or_cancelled_code_is_transient(code: int) -> None:
+    j = KIND.judge(SHARD, _op(error={"code": code, "message": "m"}))
+    assert j.outcome == Outcome.TRANSIENT and j.error and "m" in j.error
+
+
+@pytest.mark.parametrize("code", [3, 5, 7, 9, 2])
+def test_an_import_ending_with_another_code_is_permanent(code: int) -> None:
+    assert KIND.judge(SHARD, _op(error={"code": code})).outcome == Outcome.PERMANENT
+
+
+# -- backoff and polling -----------------------------------------------------------------------
+
+
+def test_the_requeue_delay_grows_per_attempt_within_the_cap() -> None:
+    rng = random.Random(4)
+    firsts = [requeue_delay(1, 5.0, 600.0, rng) for _ in range(200)]
+    fifths = [requeue_delay(5, 5.0, 600.0, rng) for _ in range(200)]
+    capped = [requeue_delay(30, 5.0, 600.0, rng) for _ in range(200)]
+    assert all(0 <= d <= 5.0 for d in firsts)
+    assert all(0 <= d <= 80.0 for d in fifths) and max(fifths) > 5.0
+    assert all(0 <= d <= 600.0 for d in capped) and max(capped) > 80.0
+
+
+def test_many_operations_in_flight_are_polled_by_one_list_few_by_a_get_each() -> None:
+    assert not poll_by_list(LIST_POLL_THRESHOLD)
+    assert poll_by_list(LIST_POLL_THRESHOLD + 1)
