@@ -1,20 +1,20 @@
-"""Run planned shards as import operations: within quota, adaptively, crash-safely.
+"""Run planned shards as long-running operations: within quota, adaptively, crash-safely.
 
-Three tasks share one TaskGroup:
+What an operation *is* (import, export, ...) comes from an ``OperationKind``; the executor only
+schedules, gates, polls, records and requeues, and every decision it takes is a pure function in
+``decisions``. Four tasks share one TaskGroup:
 
 - the submitter takes pending shards in order, waits for a slot under the adaptive concurrency
-  cap (``AdaptiveLimits.gate``) and for the LRO-start rate limiter (the client's
-  ``before_request`` hook), commits ``submitting``, POSTs the import and commits the operation
-  name the moment it is returned;
+  cap (``AdaptiveLimits.gate``) and for the start's rate token, commits the claim, starts the
+  operation and commits its name the moment it is returned;
 - the poller watches every operation in flight: one ``operations.get`` each while few run, one
   ``operations.list(filter=done=false)`` page per 1000 when many do (an operation missing from that
   list has ended and gets one final ``get``), at an interval that grows with the operations' age;
+- the resolver finds the operation of a start whose answer was lost before sending it again;
 - the ticker feeds the adaptive limits (recovery, the throughput probe) and the board.
 
-On a 429 the limits back off; a whole-operation error that is transient puts the shard back in the
-queue with exponential backoff; other errors fail the shard. Stopping (Ctrl-C) cancels the
-submitter between commits; operations already started keep running on the server and are
-re-attached by the next ``run``.
+Stopping (Ctrl-C) cancels the submitter between commits; operations already started keep running
+on the server and are re-attached by the next ``run``.
 """
 
 from __future__ import annotations
@@ -30,21 +30,29 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from bulkmover.board.model import InFlight, Snapshot, Totals
-from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.board.model import InFlight, Snapshot
+from bulkmover.errors import ApiError, first_user_error
+from bulkmover.execution.decisions import (
+    StartAction,
+    Throttle,
+    after_operation,
+    after_start_error,
+    poll_by_list,
+    requeue_delay,
+    throttle_target,
+)
+from bulkmover.execution.kinds import Judgement, OperationKind, Outcome
 from bulkmover.execution.limits import AdaptiveLimits, LimitChange
+from bulkmover.execution.pacing import StartPacer
+from bulkmover.execution.resolver import ResolverSettings, StartResolver
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.failures import OutcomeUnknownError
-from bulkmover.healthcare.operations import ErrorClass, Operation, PollSchedule
-from bulkmover.healthcare.resources import DatasetPath, StorePath
+from bulkmover.healthcare.operations import Operation, PollSchedule
 from bulkmover.healthcare.stats import Family, RequestEvent
-from bulkmover.state.runs import RunLedger, ShardRun
-from bulkmover.state.store import ShardState
+from bulkmover.state.runs import RunLedger, RunTotals, ShardRun
 
 log = structlog.get_logger("bulkmover.executor")
 
-#: With more operations in flight than this, poll with operations.list instead of one get each.
-LIST_POLL_THRESHOLD = 4
 LIST_PAGE_SIZE = 1000
 #: Operations that left the done=false list get their final ``get``, this many at a time.
 FINAL_GETS_IN_PARALLEL = 16
@@ -52,8 +60,6 @@ FINAL_GETS_IN_PARALLEL = 16
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    store: StorePath
-    blob_storage_class: str | None = None
     max_attempts: int = 8  # whole-operation transient failures before a shard fails for good
     retry_base: float = 5.0  # seconds; doubled per attempt, full jitter
     retry_cap: float = 600.0
@@ -63,6 +69,7 @@ class ExecutorSettings:
     # seen ended about fraction/2 of its age late, slot time a makespan loses (0.5% with 0.01).
     list_poll: PollSchedule = PollSchedule(minimum=0.1, maximum=30.0, fraction=0.01)
     tick: float = 0.5
+    resolver: ResolverSettings = ResolverSettings()
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Tracked:
 
 @dataclass
 class RunResult:
-    totals: Totals
+    totals: RunTotals
     interrupted: bool
     elapsed: float
     api_calls: dict[str, int] = field(default_factory=dict)
@@ -100,46 +107,53 @@ class Executor:
         ledger: RunLedger,
         client: HealthcareClient,
         limits: AdaptiveLimits,
-        settings: ExecutorSettings,
+        kind: OperationKind,
+        settings: ExecutorSettings = ExecutorSettings(),
         *,
+        pacer: StartPacer | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.limits = limits
+        self.kind = kind
         self.settings = settings
+        self.pacer = pacer
         self.on_snapshot = on_snapshot
+        self.rng = rng or random.Random()
         self.in_flight: dict[int, Tracked] = {}
         self.errors: deque[str] = deque(maxlen=20)
+        self.resolver = StartResolver(
+            client,
+            kind,
+            ledger,
+            settings.resolver,
+            adopt=self._adopt,
+            resend=self._resend,
+            note=self._note_error,
+        )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._stop_error: ApiError | None = None
         self._started = time.monotonic()
         self._finished_processed = 0  # success+failure of operations ended in this run
         self._samples: deque[tuple[float, int]] = deque(maxlen=120)
-        self._submitted = 0
-        self._posts = 0  # POSTs in progress
+        self._posts = 0  # starts in progress
         self._final_gets = asyncio.Semaphore(FINAL_GETS_IN_PARALLEL)
         limits.listeners.append(self._on_limit_change)
-
-    @property
-    def dataset(self) -> DatasetPath:
-        return self.settings.store.dataset
 
     # -- public ------------------------------------------------------------------------------
 
     def on_response(self, event: RequestEvent) -> None:
-        """Client hook: every 429 feeds the adaptive limits.
-
-        A refused start says either "too many operations running" (cut the concurrency cap,
-        from what runs now) or "quota exceeded" (a per-minute quota: cut that family's rate).
-        """
-        if not event.throttled:
+        """Client listener: every answer feeds the adaptive limits; a 429 cuts one of them."""
+        target = throttle_target(event)
+        if target is None:
             if event.status is not None:
                 self.limits.on_accepted(event.family.value)
             return
         reason = f"429 on {event.method}"
-        message = (event.message or "").lower()
-        if event.family == Family.LRO_START and "operations" in message and "quota" not in message:
+        if target == Throttle.CONCURRENCY:
             self.limits.on_throttled(
                 event.family.value, reason, concurrency=True, in_flight=self._running()
             )
@@ -149,72 +163,97 @@ class Executor:
     def stop(self) -> None:
         """Stop submitting and return once what is in progress is recorded.
 
-        Waiting for a slot ends at once; POSTs already sent are let finish, so that an operation
-        they start has its name committed.
+        Waiting for a slot ends at once; starts already sent are let finish, so that an
+        operation they start has its name committed.
         """
         self._stopping.set()
         self._wake.set()
 
     async def run(self) -> RunResult:
-        for shard in self.ledger.recover_interrupted():
-            assert shard.operation is not None
-            self.limits.gate.occupy()
-            self.in_flight[shard.shard_id] = Tracked(
-                shard,
-                shard.operation,
-                time.monotonic(),
-                shard.success,
-                shard.failure,
-                committed=(shard.success, shard.failure),
-            )
-            self.ledger.event(shard.shard_id, "reattached", shard.operation)
-        if self.in_flight:
-            log.info("reattached", operations=len(self.in_flight))
+        self._recover()
         try:
             async with asyncio.TaskGroup() as tg:
                 submitter = tg.create_task(self._submitter())
-                poller = tg.create_task(self._poller())
-                ticker = tg.create_task(self._ticker())
+                helpers = [
+                    tg.create_task(self._poller()),
+                    tg.create_task(self._ticker()),
+                    tg.create_task(self.resolver.run()),
+                ]
                 await asyncio.wait([submitter])  # ends when all is done, or on stop()
-                poller.cancel()
-                ticker.cancel()
+                for task in helpers:
+                    task.cancel()
         except BaseExceptionGroup as group:
             # A fatal API error (403, 404...) in one task stops them all: report it, not the group.
-            raise _first_user_error(group) from None
+            raise first_user_error(group) from None
         finally:
             if self.in_flight:
                 self._commit_progress()
             self._publish(finished=True)
+        if self._stop_error is not None:
+            raise self._stop_error
         return RunResult(
-            totals=self.snapshot().totals,
+            totals=self.ledger.totals(),
             interrupted=self._stopping.is_set(),
             elapsed=time.monotonic() - self._started,
             api_calls={f.value: s.requests for f, s in self.client.stats.families.items()},
             throttled=self.limits.throttled,
         )
 
+    def _recover(self) -> None:
+        """Re-attach to operations a previous run started; look for those it may have."""
+        recovered = self.ledger.recover_interrupted()
+        for shard in recovered.running:
+            assert shard.operation is not None
+            self.limits.gate.occupy()
+            self._track(shard, shard.operation, counters=(shard.success, shard.failure))
+            self.ledger.event(shard.shard_id, "reattached", shard.operation)
+        for shard in recovered.unresolved:
+            self.limits.gate.occupy()  # its operation, if any, runs against the cap
+            self.resolver.add(shard, shard.submitted_at or 0.0, None)
+        if self.in_flight or recovered.unresolved:
+            log.info(
+                "recovered", operations=len(self.in_flight), unresolved=len(recovered.unresolved)
+            )
+
     # -- submitting --------------------------------------------------------------------------
 
     async def _submitter(self) -> None:
-        """Take pending shards in order; each POST runs as its own task under a gate slot."""
+        """Take pending shards in order; each start runs as its own task under a gate slot."""
         async with asyncio.TaskGroup() as posts:
             while not self._stopping.is_set():
                 batch = self.ledger.next_pending(time.time())
                 if not batch:
-                    wakeup = self.ledger.next_wakeup()
-                    if not self.in_flight and wakeup is None and not self._posts:
-                        return  # nothing pending, nothing running: the run is over
-                    delay = 1.0 if wakeup is None else max(0.05, min(5.0, wakeup - time.time()))
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                    if self._idle():
+                        return  # nothing pending, running or unresolved: the run is over
+                    await self._sleep_until_woken()
                     continue
                 for shard in batch:
                     if not await self._acquire_slot():
                         return
+                    if self.pacer is not None:
+                        await self.pacer.prepay(Family.LRO_START)
+                    if self._stopping.is_set():
+                        self._release_slot()
+                        return
+                    claimed_at = time.time()
                     self.ledger.claim(shard.shard_id)
                     self._posts += 1
-                    posts.create_task(self._submit(shard))
+                    posts.create_task(self._submit(shard, claimed_at))
+
+    def _idle(self) -> bool:
+        return (
+            not self.in_flight
+            and not self._posts
+            and not len(self.resolver)
+            and self.ledger.next_wakeup() is None
+        )
+
+    async def _sleep_until_woken(self) -> None:
+        wakeup = self.ledger.next_wakeup()
+        delay = 1.0 if wakeup is None else max(0.05, min(5.0, wakeup - time.time()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
 
     async def _acquire_slot(self) -> bool:
         """A slot under the concurrency cap, or False as soon as a stop is asked for."""
@@ -233,47 +272,63 @@ class Executor:
             self.limits.gate.release()  # granted in the same tick as the stop
         return False
 
-    async def _submit(self, shard: ShardRun) -> None:
-        """POST one claimed shard's import; the gate slot is released when its operation ends."""
+    async def _submit(self, shard: ShardRun, claimed_at: float) -> None:
+        """Start one claimed shard; the gate slot is released when its operation ends."""
         try:
-            await self._post(shard)
+            await self._start(shard, claimed_at)
         finally:
             self._posts -= 1
             self._wake.set()
 
-    async def _post(self, shard: ShardRun) -> None:
+    async def _start(self, shard: ShardRun, claimed_at: float) -> None:
         try:
-            ref = await self.client.import_dicom(
-                self.settings.store, shard.uri, self.settings.blob_storage_class
-            )
-        except OutcomeUnknownError as exc:
-            # The POST may have started an operation; importing again is harmless (instances
-            # already stored are skipped), so requeue at once rather than guess.
-            self._release_slot()
-            self.ledger.requeue(shard.shard_id, time.time(), f"start outcome unknown: {exc}")
-            self._note_error(shard.shard_id, str(exc))
-            return
+            ref = await self.kind.start(self.client, shard)
         except ApiError as exc:
-            self._release_slot()
-            if exc.retriable:
-                retry_at = time.time() + self._backoff(shard.attempts + 1)
-                self.ledger.requeue(shard.shard_id, retry_at, str(exc))
-                self._note_error(shard.shard_id, str(exc))
-                return
-            if exc.status in (401, 403, 404) or exc.status is None:
-                # Every other shard would fail the same way: stop the run, state consistent.
-                self.ledger.requeue(shard.shard_id, 0.0, str(exc))
-                raise
-            self.ledger.mark_failed(shard.shard_id, str(exc))
-            self._note_error(shard.shard_id, str(exc))
+            self._start_failed(shard, claimed_at, exc)
             return
         except BaseException:
-            # Cancelled mid-POST: the shard stays ``submitting`` and is resubmitted on resume.
+            # Cancelled mid-POST: the shard stays claimed and is resolved on resume.
             self._release_slot()
             raise
         self.ledger.mark_running(shard.shard_id, ref.name)
-        self._submitted += 1
-        self.in_flight[shard.shard_id] = Tracked(shard, ref.name, time.monotonic())
+        self._track(shard, ref.name)
+
+    def _start_failed(self, shard: ShardRun, claimed_at: float, exc: ApiError) -> None:
+        action = after_start_error(exc)
+        self._note_error(shard.shard_id, str(exc))
+        if action == StartAction.RESOLVE:
+            # The slot stays held: the operation may be running against the cap. Its window
+            # opens when the last attempt left (earlier attempts provably started nothing).
+            sent = exc.sent_at.timestamp() if isinstance(exc, OutcomeUnknownError) else claimed_at
+            self.resolver.add(shard, sent, time.time())
+            return
+        self._release_slot()
+        if action == StartAction.REQUEUE:
+            retry_at = time.time() + self._requeue_delay(shard.attempts + 1)
+            self.ledger.requeue(shard.shard_id, retry_at, str(exc))
+        elif action == StartAction.STOP_RUN:
+            self.ledger.requeue(shard.shard_id, 0.0, str(exc))
+            raise exc
+        else:
+            self.ledger.mark_failed(shard.shard_id, str(exc))
+
+    def _track(self, shard: ShardRun, operation: str, counters: tuple[int, int] = (0, 0)) -> None:
+        success, failure = counters
+        self.in_flight[shard.shard_id] = Tracked(
+            shard, operation, time.monotonic(), success, failure, committed=counters
+        )
+        self._wake.set()
+
+    def _adopt(self, shard: ShardRun, operation: str, reason: str) -> None:
+        """The resolver found the operation of a lost start: track it (the slot is held)."""
+        self.ledger.adopt(shard.shard_id, operation, reason)
+        self._track(shard, operation)
+
+    def _resend(self, shard: ShardRun, reason: str) -> None:
+        """The resolver found no operation for a lost start: queue the shard again."""
+        self._release_slot()
+        retry_at = time.time() + self._requeue_delay(1)
+        self.ledger.requeue(shard.shard_id, retry_at, reason)
         self._wake.set()
 
     # -- polling -----------------------------------------------------------------------------
@@ -287,15 +342,12 @@ class Executor:
             while True:
                 now = time.monotonic()
                 watched = [t for t in self.in_flight.values() if not t.fetching]
-                if len(self.in_flight) > LIST_POLL_THRESHOLD:
+                if poll_by_list(len(self.in_flight)):
                     if watched and now >= next_list:
                         await self._poll_by_list(watched, finals)
-                        now = time.monotonic()
-                        oldest = max(
-                            (now - t.started for t in self.in_flight.values() if t.holds_slot),
-                            default=0.0,
+                        next_list = time.monotonic() + self.settings.list_poll.delay(
+                            self._oldest_age()
                         )
-                        next_list = now + self.settings.list_poll.delay(oldest)
                     next_due = next_list
                 else:
                     for tracked in watched:
@@ -307,6 +359,10 @@ class Executor:
                     )
                 await asyncio.sleep(max(0.02, min(next_due - time.monotonic(), 1.0)))
 
+    def _oldest_age(self) -> float:
+        now = time.monotonic()
+        return max((now - t.started for t in self.in_flight.values() if t.holds_slot), default=0.0)
+
     async def _poll_one(self, tracked: Tracked) -> None:
         try:
             op = await self.client.get_operation(tracked.operation)
@@ -314,7 +370,8 @@ class Executor:
             self._schedule(tracked)
             self._note_error(tracked.shard.shard_id, f"poll: {exc}")
             if exc.status == 404:
-                self._finish(tracked, None, f"operation {tracked.operation} not found")
+                lost = f"operation {tracked.operation} not found"
+                self._finish(tracked, Judgement(Outcome.TRANSIENT, lost))
             return
         self._observe(tracked, op)
 
@@ -325,7 +382,7 @@ class Executor:
         seen: set[str] = set()
         try:
             async for page in self.client.iter_operation_pages(
-                self.dataset, "done=false", LIST_PAGE_SIZE
+                self.kind.store.dataset, "done=false", LIST_PAGE_SIZE
             ):
                 for op in page.operations:
                     tracked = by_name.get(op.name)
@@ -337,17 +394,13 @@ class Executor:
             for tracked in by_name.values():
                 self._schedule(tracked)
             return
-        ended = [
-            t
-            for name, t in by_name.items()
-            if name not in seen and t.shard.shard_id in self.in_flight
-        ]
-        for tracked in ended:
-            # Not running on the server any more: its slot is free for the next start now, while
-            # the final get (counters, error) is on its way.
-            self._free_slot(tracked)
-            tracked.fetching = True
-            finals.create_task(self._fetch_final(tracked))
+        for name, tracked in by_name.items():
+            if name not in seen and tracked.shard.shard_id in self.in_flight:
+                # Not running on the server any more: its slot is free for the next start now,
+                # while the final get (counters, error) is on its way.
+                self._free_slot(tracked)
+                tracked.fetching = True
+                finals.create_task(self._fetch_final(tracked))
         self._commit_progress()
 
     async def _fetch_final(self, tracked: Tracked) -> None:
@@ -364,7 +417,7 @@ class Executor:
     def _observe(self, tracked: Tracked, op: Operation) -> None:
         tracked.success, tracked.failure = op.counter.success, op.counter.failure
         if op.done:
-            self._finish(tracked, op, None)
+            self._finish(tracked, self.kind.judge(tracked.shard, op))
         else:
             self._schedule(tracked)
 
@@ -384,63 +437,43 @@ class Executor:
         for t in moved:
             t.committed = (t.success, t.failure)
 
-    def _finish(self, tracked: Tracked, op: Operation | None, lost: str | None) -> None:
+    def _finish(self, tracked: Tracked, judgement: Judgement) -> None:
         shard = tracked.shard
         self.in_flight.pop(shard.shard_id, None)
         self._free_slot(tracked)
         success, failure = tracked.success, tracked.failure
         self._finished_processed += success + failure
-        if op is not None and op.succeeded:
-            drift = success + failure != shard.expected
-            self.ledger.mark_finished(
-                shard.shard_id,
-                tracked.operation,
-                success=success,
-                failure=failure,
-                error=(
-                    f"drift: expected {shard.expected} objects, operation reported "
-                    f"{success + failure}"
-                    if drift
-                    else None
-                ),
-                state=ShardState.DONE,
-                drift=drift,
-            )
-            if failure:
-                self._note_error(shard.shard_id, f"{failure} file(s) failed in {tracked.operation}")
-            return
-        error = lost or (str(op.error) if op is not None and op.error else "unknown error")
-        kind = op.error_class if op is not None else ErrorClass.TRANSIENT
         attempts = shard.attempts + 1
-        self._note_error(shard.shard_id, error)
-        retry = (
-            kind in (ErrorClass.TRANSIENT, ErrorClass.CANCELLED)
-            and attempts < self.settings.max_attempts
-        )
+        verdict = after_operation(judgement, attempts, self.settings.max_attempts)
+        if judgement.error and not judgement.ran:
+            self._note_error(shard.shard_id, judgement.error)
+        elif failure:
+            self._note_error(shard.shard_id, f"{failure} file(s) failed in {tracked.operation}")
         self.ledger.mark_finished(
             shard.shard_id,
             tracked.operation,
             success=success,
             failure=failure,
-            error=error,
-            state=ShardState.PENDING if retry else ShardState.FAILED,
-            retry_at=time.time() + self._backoff(attempts) if retry else None,
+            error=judgement.error,
+            state=verdict.state,
+            drift=judgement.drift,
+            retry_at=time.time() + self._requeue_delay(attempts) if verdict.retry else None,
         )
+        if verdict.stop_run and self._stop_error is None:
+            self._stop_error = ApiError(judgement.error or f"{self.kind.name} failed; run stopped")
+            self.stop()
         self._wake.set()
 
     # -- limits and board --------------------------------------------------------------------
 
     async def _ticker(self) -> None:
-        last_board = 0.0
         while True:
             await asyncio.sleep(self.settings.tick)
             self.limits.tick()
             processed = self._processed()
             self._samples.append((time.monotonic(), processed))
             self.limits.observe_throughput(processed, self._running())
-            if time.monotonic() - last_board >= self.settings.tick:
-                self._publish()
-                last_board = time.monotonic()
+            self._publish()
 
     def _processed(self) -> int:
         return self._finished_processed + sum(
@@ -454,7 +487,6 @@ class Executor:
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
     def snapshot(self, finished: bool = False) -> Snapshot:
-        live = {t.shard.shard_id: t for t in self.in_flight.values()}
         now = time.monotonic()
         return Snapshot(
             totals=self.ledger.totals(),
@@ -468,7 +500,7 @@ class Executor:
                     t.failure,
                     t.shard.expected,
                 )
-                for t in live.values()
+                for t in self.in_flight.values()
             ],
             elapsed_seconds=now - self._started,
             throughput=self._throughput(),
@@ -505,9 +537,9 @@ class Executor:
         if self.limits.gate.in_use > 0:
             self.limits.gate.release()
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.settings.retry_cap, self.settings.retry_base * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
+    def _requeue_delay(self, attempt: int) -> float:
+        s = self.settings
+        return requeue_delay(attempt, s.retry_base, s.retry_cap, self.rng)
 
     def _note_error(self, shard_id: int | None, message: str) -> None:
         prefix = f"shard {shard_id}: " if shard_id is not None else ""
@@ -515,20 +547,8 @@ class Executor:
         log.warning("error", shard=shard_id, message=message)
 
 
-def _first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first BulkmoverError in ``group`` (depth first), else the group itself."""
-    for exc in group.exceptions:
-        if isinstance(exc, BulkmoverError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_user_error(exc)
-            if found is not exc:
-                return found
-    return group
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else value
 
 
-__all__ = ["Executor", "ExecutorSettings", "RunResult", "BulkmoverError"]
+__all__ = ["Executor", "ExecutorSettings", "RunResult", "Tracked"]

@@ -20,12 +20,13 @@ from bulkmover.board.live import BoardSink
 from bulkmover.config import Config
 from bulkmover.errors import ApiError
 from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
+from bulkmover.execution.kinds import ImportKind
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings, ProbeSettings, ThroughputProbe
+from bulkmover.execution.pacing import StartPacer
 from bulkmover.healthcare.auth import load_credentials
-from bulkmover.healthcare.client import HealthcareClient
+from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.healthcare.stats import Family
-from bulkmover.state.runs import RunLedger
 from bulkmover.state.store import StateStore
 
 log = structlog.get_logger("bulkmover.run")
@@ -35,11 +36,6 @@ log = structlog.get_logger("bulkmover.run")
 class RunOptions:
     create_store: bool = False  # create the dataset/store when missing (the demo does)
     tick: float = 0.5
-
-
-def store_path(config: Config) -> StorePath:
-    t = config.target
-    return StorePath(t.project, t.location, t.dataset, t.dicom_store)
 
 
 def limit_settings(config: Config) -> LimitSettings:
@@ -87,31 +83,28 @@ async def execute(
         await plan_async(config)
     store = StateStore.open(config.state, create=False)
     try:
-        ledger = RunLedger(store.conn)
         limits = build_limits(config, options)
+        pacer = StartPacer(limits.acquire_request)
         credentials = await load_credentials(config.credentials.kind, config.credentials.key_file)
         client = HealthcareClient(
-            endpoint=config.target.endpoint or "https://healthcare.googleapis.com",
+            endpoint=config.target.endpoint or DEFAULT_ENDPOINT,
             api_version=config.target.api_version,
             credentials=credentials,
-            before_request=limits.acquire_request,
+            before_request=pacer.before_request,
         )
         async with client:
-            target = store_path(config)
+            target = config.target.store_path
             await _preflight(client, target, options.create_store)
             executor = Executor(
-                ledger,
+                store.runs,
                 client,
                 limits,
-                ExecutorSettings(
-                    store=target,
-                    blob_storage_class=config.import_.storage_class,
-                    max_attempts=config.run.max_attempts,
-                    tick=options.tick,
-                ),
+                ImportKind(target, config.import_.storage_class),
+                ExecutorSettings(max_attempts=config.run.max_attempts, tick=options.tick),
+                pacer=pacer,
                 on_snapshot=board,
             )
-            client._on_response = executor.on_response
+            client.listeners.append(executor.on_response)
             return await _with_signals(executor)
     finally:
         store.close()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,16 @@ from cloudkit import start_gcs_emulator, start_healthcare_emulator
 
 from bulkmover.corpus import CorpusSpec, iter_corpus, write_corpus
 from bulkmover.emulator.processes import RunningServer
+from bulkmover.errors import ApiError
 from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
+from bulkmover.execution.kinds import ImportKind, Judgement, OperationKind, Outcome, judge_error
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings
 from bulkmover.healthcare.client import HealthcareClient
+from bulkmover.healthcare.operations import EXPORT_METHOD, IMPORT_METHOD, Operation, OperationRef
 from bulkmover.healthcare.resources import StorePath
-from bulkmover.healthcare.retry import RetryPolicy
+from bulkmover.retry import RetryPolicy
 from bulkmover.state import PlanDraft, ShardState, StateStore
-from bulkmover.state.runs import RunLedger
+from bulkmover.state.runs import RunLedger, ShardRun
 
 SPEC = CorpusSpec(studies=12, series_per_study=2, instances_per_series=5, bad_files=6, seed=7)
 
@@ -54,7 +58,7 @@ def planned_ledger(path: Path, shards: list[tuple[str, int]]) -> RunLedger:
     with store.writing_plan(PlanDraft("test", 10**6, 10**12, total, total, total, 0.0)) as plan:
         for uri, n in shards:
             plan.add_shard(uri, uri.split("/", 3)[3].split("*")[0], n, n * 1000)
-    return RunLedger(store.conn)
+    return store.runs
 
 
 @pytest.fixture()
@@ -92,7 +96,13 @@ def _make_store(hc_url: str) -> StorePath:
     return StorePath("p", "l", "d", "s")
 
 
-async def _run(ledger: RunLedger, hc_url: str, store: StorePath, max_ops: int = 8) -> RunResult:
+async def _run(
+    ledger: RunLedger,
+    hc_url: str,
+    store: StorePath,
+    max_ops: int = 8,
+    kind: OperationKind | None = None,
+) -> RunResult:
     limits = AdaptiveLimits(
         LimitSettings(max_concurrency=max_ops, cooldown=1.0, recovery_interval=1.0)
     )
@@ -102,10 +112,10 @@ async def _run(ledger: RunLedger, hc_url: str, store: StorePath, max_ops: int = 
         before_request=limits.acquire_request,
     ) as client:
         executor = Executor(
-            ledger, client, limits,
-            ExecutorSettings(store=store, retry_base=0.05, retry_cap=0.2),
+            ledger, client, limits, kind or ImportKind(store),
+            ExecutorSettings(retry_base=0.05, retry_cap=0.2),
         )  # fmt: skip
-        client._on_response = executor.on_response
+        client.listeners.append(executor.on_response)
         return await executor.run()
 
 
@@ -168,3 +178,94 @@ def test_transient_operation_failures_are_requeued_until_done(tmp_path: Path) ->
     finally:
         hc.stop()
         gcs.stop()
+
+
+@dataclass(frozen=True)
+class ExportEachShard:
+    """A kind the executor was not written for: each shard exports the whole store to a prefix
+    of its own (a stand-in for the export and failure-resolution kinds to come)."""
+
+    store: StorePath
+    bucket: str
+    name: str = "export-test"
+    api_method: str = EXPORT_METHOD
+
+    async def start(self, client: HealthcareClient, shard: ShardRun) -> OperationRef:
+        return await client.export_dicom(self.store, self.prefix(shard))
+
+    def judge(self, shard: ShardRun, op: Operation) -> Judgement:
+        return judge_error(op) if op.error else Judgement(Outcome.DONE)
+
+    def prefix(self, shard: ShardRun) -> str:
+        return f"gs://{self.bucket}/exports/{shard.shard_id}"
+
+
+def test_a_new_operation_kind_runs_through_the_unchanged_executor(
+    tmp_path: Path, cloud: tuple[RunningServer, RunningServer]
+) -> None:
+    gcs, hc = cloud
+    spec = CorpusSpec(studies=2, series_per_study=1, instances_per_series=3, seed=2)
+    asyncio.run(write_corpus("gs://pacs/dump", spec, storage_endpoint=gcs.url))
+    store = _make_store(hc.url)
+    imported = asyncio.run(
+        _run(planned_ledger(tmp_path / "in.db", study_shards("pacs", "dump", spec)), hc.url, store)
+    )
+    assert imported.ok
+
+    exports = planned_ledger(
+        tmp_path / "out.db", [(f"gs://pacs/export-plan/{i}", 1) for i in range(6)]
+    )
+    kind = ExportEachShard(store, "pacs")
+    result = asyncio.run(_run(exports, hc.url, store, max_ops=3, kind=kind))
+
+    assert result.ok, result
+    shards = list(exports.iter_shards())
+    assert all(s.state == ShardState.DONE and s.operation for s in shards)
+    ops = _http("GET", f"{hc.url}/_emulator/operations")["operations"]
+    assert isinstance(ops, list)
+    prefixes = sorted(o["request"]["gcsDestination"]["uriPrefix"] for o in ops
+                      if "gcsDestination" in o["request"])  # fmt: skip
+    assert prefixes == sorted(kind.prefix(s) for s in shards)
+    # Each export wrote every instance under its own prefix.
+    listing = _http("GET", f"{gcs.url}/storage/v1/b/pacs/o?prefix=exports/0/")
+    assert isinstance(listing["items"], list) and len(listing["items"]) == spec.instances
+
+
+@dataclass(frozen=True)
+class SystemicOnFirst:
+    """Import, but judge the first shard's operation as a failure every shard would share."""
+
+    inner: ImportKind
+    name: str = "import"
+    api_method: str = IMPORT_METHOD
+
+    @property
+    def store(self) -> StorePath:
+        return self.inner.store
+
+    async def start(self, client: HealthcareClient, shard: ShardRun) -> OperationRef:
+        return await self.inner.start(client, shard)
+
+    def judge(self, shard: ShardRun, op: Operation) -> Judgement:
+        if shard.shard_id == 1:
+            return Judgement(Outcome.SYSTEMIC, "the service agent cannot read the bucket")
+        return self.inner.judge(shard, op)
+
+
+def test_a_systemic_judgement_stops_the_run_with_its_error_and_keeps_the_shard_queued(
+    tmp_path: Path, cloud: tuple[RunningServer, RunningServer]
+) -> None:
+    gcs, hc = cloud
+    asyncio.run(write_corpus("gs://pacs/dump", SPEC, storage_endpoint=gcs.url))
+    store = _make_store(hc.url)
+    ledger = planned_ledger(tmp_path / "state.db", study_shards("pacs", "dump", SPEC))
+    kind = SystemicOnFirst(ImportKind(store))
+
+    with pytest.raises(ApiError, match="cannot read the bucket"):
+        asyncio.run(_run(ledger, hc.url, store, max_ops=1, kind=kind))
+
+    first = next(s for s in ledger.iter_shards() if s.shard_id == 1)
+    assert first.state == ShardState.PENDING and first.error
+    # Stopping means stopping: with one slot, nothing after the first shard was started.
+    assert len(_imports(hc.url)) == 1
+    assert all(s.state == ShardState.PENDING for s in ledger.iter_shards())
