@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from bulkmover.state import PlanDraft, StateStore
-from bulkmover.state.runs import RunLedger
 from bulkmover.state.store import ShardState
 
 CONFIG = """\
@@ -37,7 +36,7 @@ def build(path: Path, shards: int, seed: int = 1) -> None:
     with store.writing_plan(draft) as plan:
         for i in range(shards):
             plan.add_shard(f"gs://bkt/site/{i:07d}/**.dcm", f"site/{i:07d}/", 100, 100 * 50_000)
-    ledger = RunLedger(store.conn)
+    ledger = store.runs
     conn = store.conn
     conn.execute("BEGIN")
     for shard_id in range(1, shards + 1):

@@ -19,12 +19,11 @@ from bulkmover.emulator.healthcare.realism import HealthcareRealism
 from bulkmover.emulator.launcher import LocalCloud
 from bulkmover.errors import UsageError
 from bulkmover.execution.command import print_summary
-from bulkmover.execution.runner import RunOptions, run_sync, store_path
+from bulkmover.execution.runner import RunOptions, run_sync
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.logging import operation_errors
 from bulkmover.planning.plan import plan
 from bulkmover.planning.summary import render_summary
-from bulkmover.state.runs import RunLedger
 from bulkmover.state.store import StateStore
 
 MARKER = ".bulkmover-demo"
@@ -106,9 +105,9 @@ def run_demo(data_dir: Path, *, studies: int = 100, bad_files: int = 5) -> int:
 
 async def _report_failed_files(config: Config, console: Console) -> None:
     """Which files failed, and why, from each operation's error log."""
-    target = store_path(config)
+    target = config.target.store_path
     with StateStore.open(config.state) as store:
-        shards = [s for s in RunLedger(store.conn).iter_shards() if s.failure and s.operation]
+        shards = [s for s in store.runs.iter_shards() if s.failure and s.operation]
     if not shards:
         return
     lines: list[str] = []

@@ -10,28 +10,29 @@ from rich.console import Console
 from rich.live import Live
 
 from bulkmover.board.render import render
-from bulkmover.board.status import open_readonly, snapshot, status_json
+from bulkmover.board.status import snapshot, status_json
 from bulkmover.config import load_config
+from bulkmover.state.store import StateStore
 
 
 def status_command(config_path: Path, *, as_json: bool, watch: bool, interval: float = 1.0) -> None:
     config = load_config(config_path)
-    conn = open_readonly(config.state)
+    store = StateStore.open_readonly(config.state)
     try:
         if as_json:
-            sys.stdout.write(status_json(conn) + "\n")
+            sys.stdout.write(status_json(store) + "\n")
             return
         console = Console()
         title = f"bulkmover status: {config.import_.source}"
         if not watch:
-            console.print(render(snapshot(conn), title))
+            console.print(render(snapshot(store), title))
             return
-        with Live(render(snapshot(conn), title), console=console, refresh_per_second=2) as live:
+        with Live(render(snapshot(store), title), console=console, refresh_per_second=2) as live:
             try:
                 while True:
                     time.sleep(interval)
-                    live.update(render(snapshot(conn), title))
+                    live.update(render(snapshot(store), title))
             except KeyboardInterrupt:
                 pass
     finally:
-        conn.close()
+        store.close()

@@ -25,7 +25,7 @@ class InFlight:
 class Snapshot:
     """One frame of the board."""
 
-    totals: Totals
+    totals: RunTotals
     in_flight: list[InFlight] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     throughput: float = 0.0  # instances per second over a recent window

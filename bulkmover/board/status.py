@@ -1,42 +1,22 @@
 """``bulkmover status``: the board rebuilt from the state file, read-only.
 
-Safe beside a running ``run``: it opens the state file read-only (WAL readers never block the
-writer) and reads only aggregates and the running shards, so it answers fast on 100,000 shards.
+Safe beside a running ``run``: it opens the state file read-only (``StateStore.open_readonly``;
+WAL readers never block the writer) and reads only aggregates and the running shards, so it
+answers fast on 100,000 shards.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
 
 from bulkmover.board.model import InFlight, Snapshot
-from bulkmover.errors import StateError
-from bulkmover.state.runs import RunLedger
-from bulkmover.state.store import ShardState
+from bulkmover.state.store import ShardState, StateStore
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")
-    try:
-        # Not mode=ro: a read-only connection cannot build the WAL index (-shm) when a killed
-        # run left none, and fails. query_only keeps this connection from ever writing.
-        conn = sqlite3.connect(path, timeout=10.0)
-        conn.execute("PRAGMA query_only = ON")
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("SELECT operation FROM shards LIMIT 0")
-    except sqlite3.Error as err:
-        raise StateError(
-            f"cannot read state file {path} ({err}); was it written by `bulkmover plan`/`run`?"
-        ) from None
-    return conn
-
-
-def snapshot(conn: sqlite3.Connection) -> Snapshot:
+def snapshot(store: StateStore) -> Snapshot:
     """One board frame from the state file."""
-    ledger = RunLedger(conn)
+    ledger = store.runs
     rt = ledger.totals()
     now = time.time()
     running = ledger.shards_in(ShardState.RUNNING)
@@ -71,14 +51,14 @@ def snapshot(conn: sqlite3.Connection) -> Snapshot:
     )
 
 
-def status_json(conn: sqlite3.Connection) -> str:
+def status_json(store: StateStore) -> str:
     """The documented ``status --json`` document: totals and one entry per shard.
 
     SQLite renders the per-shard array itself (json_object), so 100,000 shards cost a fraction
     of a second instead of building 100,000 Python dicts.
     """
-    totals = RunLedger(conn).totals().as_dict()
-    shards = conn.execute(
+    totals = store.runs.totals().as_dict()
+    shards = store.conn.execute(
         """SELECT COALESCE(json_group_array(json_object(
                'id', id, 'uri', uri, 'state', state, 'operation', operation,
                'success', success, 'failure', failure, 'expected', objects,

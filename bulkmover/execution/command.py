@@ -12,7 +12,6 @@ from bulkmover.board.render import human_duration
 from bulkmover.config import load_config
 from bulkmover.execution.executor import RunResult
 from bulkmover.execution.runner import RunOptions, result_json, run_sync
-from bulkmover.state.runs import RunLedger
 from bulkmover.state.store import StateStore
 
 
@@ -22,7 +21,7 @@ def run_command(
     config = load_config(config_path)
     if retry_failed and config.state.exists():
         with StateStore.open(config.state) as store:
-            RunLedger(store.conn).retry_failed()
+            store.runs.retry_failed()
     result = run_sync(config, options=RunOptions(create_store=create_store))
     if as_json:
         json.dump(result_json(result), sys.stdout)

@@ -1,27 +1,38 @@
 """The state file (SQLite): plans, shards and the per-file ledger. See ``schema`` for the layout."""
 
+from bulkmover.state.runs import Event, RunLedger, RunTotals, ShardRun
 from bulkmover.state.staging import ListingStage
 from bulkmover.state.store import (
     LedgerObject,
     PlanDraft,
     PlanRecord,
+    PlanTotals,
     PlanWriter,
     Shard,
     ShardState,
     StateStore,
-    Totals,
     UnplannedObject,
 )
+from bulkmover.state.transaction import transaction
+
+# The old name of PlanTotals, until bulkmover/planning/plan.py and its test say PlanTotals.
+Totals = PlanTotals
 
 __all__ = [
+    "Event",
     "LedgerObject",
     "ListingStage",
     "PlanDraft",
     "PlanRecord",
+    "PlanTotals",
     "PlanWriter",
+    "RunLedger",
+    "RunTotals",
     "Shard",
+    "ShardRun",
     "ShardState",
     "StateStore",
     "Totals",
     "UnplannedObject",
+    "transaction",
 ]

@@ -19,10 +19,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from bulkmover.state.store import ShardState
+from bulkmover.state.transaction import transaction
 
 TERMINAL = (ShardState.DONE, ShardState.FAILED)
 _COLUMNS = (
@@ -60,6 +62,8 @@ class ShardRun:
 
 @dataclass(frozen=True)
 class RunTotals:
+    """Run progress over every shard (``PlanTotals`` is what the plan holds)."""
+
     shards: int
     done: int
     failed: int
@@ -298,24 +302,5 @@ class RunLedger:
             (self._now(), shard_id, kind, detail),
         )
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self.conn)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), joining a transaction already open."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.owner = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.owner = True
-        return self.conn
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if not self.owner:
-            return
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.conn)

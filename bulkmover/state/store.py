@@ -4,6 +4,9 @@ SQLite as the style guide has it: WAL mode, one writer, short transactions, read
 block. A plan is written in one transaction, so a state file holds either the old plan or the
 new one, never half of each. Records cross the boundary as frozen dataclasses.
 
+Every write is one ``transaction`` (see ``bulkmover.state.transaction``); shard run states
+change only through ``StateStore.runs`` (``bulkmover.state.runs``).
+
 >>> with StateStore.open(path) as store:                       # doctest: +SKIP
 ...     for shard in store.shards(ShardState.PENDING):
 ...         print(shard.id, shard.uri, shard.objects)
@@ -17,12 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from bulkmover.errors import StateError
 from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
 from bulkmover.state.staging import prefix_end
+from bulkmover.state.transaction import transaction
+
+if TYPE_CHECKING:
+    from bulkmover.state.runs import RunLedger
 
 APPLICATION_ID = 0x626D7672  # "bmvr": marks a SQLite file as a bulkmover state file
 
@@ -96,7 +105,9 @@ class PlanRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Totals:
+class PlanTotals:
+    """What the plan holds (shards, expected objects and bytes); ``RunTotals`` is the progress."""
+
     shards: int
     objects: int
     bytes: int
@@ -146,6 +157,31 @@ class StateStore:
             raise
         return store
 
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore:
+        """Open an existing state file to read beside a running ``run`` (``status``).
+
+        Nothing is prepared or migrated: WAL readers never block the writer, and a reader must
+        not change the file.
+        """
+        if not path.exists():
+            raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")
+        conn: sqlite3.Connection | None = None
+        try:
+            # Not mode=ro: a read-only connection cannot build the WAL index (-shm) when a killed
+            # run left none, and fails. query_only keeps this connection from ever writing.
+            conn = sqlite3.connect(path, timeout=10.0)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("SELECT operation FROM shards LIMIT 0")
+        except sqlite3.Error as err:
+            if conn is not None:
+                conn.close()
+            raise StateError(
+                f"cannot read state file {path} ({err}); was it written by `bulkmover plan`/`run`?"
+            ) from None
+        return cls(path, conn)
+
     def _prepare(self) -> None:
         conn = self.conn
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -165,7 +201,7 @@ class StateStore:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         if version < SCHEMA_VERSION:
-            with self.transaction():
+            with transaction(conn):
                 for number in range(version, SCHEMA_VERSION):
                     for statement in _statements(MIGRATIONS[number]):
                         conn.execute(statement)
@@ -190,16 +226,12 @@ class StateStore:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    @cached_property
+    def runs(self) -> RunLedger:
+        """The executor's run state on this file: every shard transition goes through it."""
+        from bulkmover.state.runs import RunLedger  # runs imports this module
+
+        return RunLedger(self.conn)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -229,11 +261,11 @@ class StateStore:
             raise StateError(f"shard {shard_id} is not in {self.path}; list shards with `plan`")
         return _shard(row)
 
-    def totals(self) -> Totals:
+    def totals(self) -> PlanTotals:
         row = self.conn.execute(
             "SELECT count(*), coalesce(sum(objects), 0), coalesce(sum(bytes), 0) FROM shards"
         ).fetchone()
-        return Totals(*row)
+        return PlanTotals(*row)
 
     def ledger(self, shard_id: int) -> Iterator[LedgerObject]:
         """Every file of one shard, in name order."""
@@ -268,16 +300,7 @@ class StateStore:
         for row in rows:
             yield UnplannedObject(*row)
 
-    # --- writing -----------------------------------------------------------------------------
-
-    def set_shard_state(self, shard_id: int, state: ShardState) -> None:
-        with self.transaction():
-            cursor = self.conn.execute(
-                "UPDATE shards SET state = ?, updated_at = ? WHERE id = ?",
-                (str(state), now(), shard_id),
-            )
-            if cursor.rowcount != 1:
-                raise StateError(f"shard {shard_id} is not in {self.path}")
+    # --- writing (shard states change only through ``runs``) ---------------------------------
 
     @contextmanager
     def writing_plan(self, draft: PlanDraft, stage: Path | None = None) -> Iterator[PlanWriter]:
@@ -289,7 +312,7 @@ class StateStore:
         if stage is not None:
             self.conn.execute("ATTACH DATABASE ? AS stage", (str(stage),))
         try:
-            with self.transaction() as conn:
+            with transaction(self.conn) as conn:
                 writer = PlanWriter(conn, draft)
                 yield writer
                 writer._finish()

@@ -148,7 +148,11 @@ def test_replan_refuses_then_keeps_what_ran(gcs_server: RunningServer, tmp_path:
         plan(config)
     ran = first.shards[1]
     with StateStore.open(config.state) as store:
-        store.set_shard_state(ran.id, ShardState.DONE)
+        store.runs.claim(ran.id)
+        store.runs.mark_running(ran.id, "operations/ran")
+        store.runs.mark_finished(
+            ran.id, "operations/ran", success=3, failure=0, error=None, state=ShardState.DONE
+        )
     # New files arrive, among them one inside the scope of the shard that ran.
     added = ["r/e/0.dcm", "r/a/9.dcm", ran.prefix + "late.dcm"]
     fill_bucket(gcs_server.url, bucket, dict.fromkeys(added, b"z"))

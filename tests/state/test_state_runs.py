@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bulkmover.state import PlanDraft, ShardState, StateStore
-from bulkmover.state.runs import RunLedger
 
 SHARDS = 5
 
@@ -33,7 +32,7 @@ class ShardLifecycle(RuleBasedStateMachine):
             for i in range(SHARDS):
                 plan.add_shard(f"gs://bkt/a/{i}/**", f"a/{i}/", 10, 100)
         self.store = store
-        self.ledger = RunLedger(store.conn)
+        self.ledger = store.runs
         # The model: state and committed operation name per shard, and every name ever started.
         self.state = {i: ShardState.PENDING for i in range(1, SHARDS + 1)}
         self.operation: dict[int, str | None] = {i: None for i in self.state}
@@ -103,7 +102,7 @@ class ShardLifecycle(RuleBasedStateMachine):
         """kill -9 between any two commits: reopen the file and recover as `run` does."""
         self.store.conn.close()
         self.store = StateStore.open(self.path)
-        self.ledger = RunLedger(self.store.conn)
+        self.ledger = self.store.runs
         running = self.ledger.recover_interrupted()
         for shard in self._in(ShardState.RUNNING, named=False):
             self.state[shard] = ShardState.PENDING  # POST in flight: resubmit (import is safe)

@@ -9,7 +9,7 @@ import pytest
 
 from bulkmover.errors import StateError
 from bulkmover.gcs.listing import ListedObject
-from bulkmover.state import ListingStage, PlanDraft, ShardState, StateStore
+from bulkmover.state import ListingStage, PlanDraft, ShardState, StateStore, transaction
 from bulkmover.state.schema import SCHEMA_VERSION
 from bulkmover.state.staging import prefix_end
 
@@ -26,6 +26,15 @@ def write_plan(store: StateStore, shards: dict[str, list[tuple[str, int, int]]])
             ids.append(shard_id)
         writer.seconds = 1.5
     return ids
+
+
+def finish(store: StateStore, shard_id: int, state: ShardState) -> None:
+    """Run a shard to ``state`` the way the executor does: claim, POST answered, finished."""
+    store.runs.claim(shard_id)
+    store.runs.mark_running(shard_id, f"operations/{shard_id}")
+    store.runs.mark_finished(
+        shard_id, f"operations/{shard_id}", success=1, failure=0, error=None, state=state
+    )
 
 
 PLAN = {
@@ -94,9 +103,10 @@ def test_a_failed_plan_writes_nothing(tmp_path: Path) -> None:
 def test_replan_keeps_shards_that_ran(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "s.db") as store:
         write_plan(store, PLAN)
-        store.set_shard_state(1, ShardState.DONE)
+        finish(store, 1, ShardState.DONE)
         # Shard 3 ran once and was queued again (the executor's requeue): it has run.
-        store.conn.execute("UPDATE shards SET attempts = 1 WHERE id = 3")
+        store.runs.claim(3)
+        store.runs.requeue(3, 0.0, "429")
         assert store.shards_that_ran() == 2
         assert sorted(store.names_in_shards_that_ran()) == ["a/x/1.dcm", "a/x/y/2.dcm", "a/z.dcm"]
         ids = write_plan(store, {"gs://b0b/a/3*.dcm": [("a/3.dcm", 30, 333)]})
@@ -150,14 +160,12 @@ def test_unplanned_rows(tmp_path: Path) -> None:
         assert plan is not None and plan.unplanned_objects == 1
 
 
-def test_shard_lookup_and_state_errors(tmp_path: Path) -> None:
+def test_shard_lookup(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "s.db") as store:
         write_plan(store, PLAN)
         assert store.shard(2).uri == "gs://b0b/a/*.dcm"
         with pytest.raises(StateError, match="shard 99 is not in"):
             store.shard(99)
-        with pytest.raises(StateError, match="shard 99 is not in"):
-            store.set_shard_state(99, ShardState.DONE)
         assert [s.id for s in store.shards(ShardState.PENDING)] == [1, 2, 3]
 
 
@@ -229,3 +237,57 @@ def test_a_failing_listing_writer_is_reported_not_hung(tmp_path: Path) -> None:
             stage.add([("a/2", 1, 1)])
         with pytest.raises(StateError, match="could not write the listing to scratch file"):
             stage.finish()
+
+
+def test_transaction_commits_rolls_back_and_joins(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        write_plan(store, PLAN)
+        conn = store.conn
+        with transaction(conn):
+            conn.execute("UPDATE shards SET objects = 7 WHERE id = 1")
+        assert not conn.in_transaction
+        with pytest.raises(RuntimeError), transaction(conn):
+            conn.execute("UPDATE shards SET objects = 8 WHERE id = 1")
+            raise RuntimeError("crash before the commit")
+        assert store.shard(1).objects == 7
+        # A transition inside an open transaction joins it: the outer one decides.
+        with pytest.raises(RuntimeError), transaction(conn):
+            store.runs.claim(2)
+            assert conn.in_transaction
+            raise RuntimeError("crash before the outer commit")
+        assert store.shard(2).state == ShardState.PENDING
+        with transaction(conn):
+            store.runs.claim(2)
+            store.runs.mark_running(2, "operations/2")
+        assert store.runs.shards_in(ShardState.RUNNING)[0].operation == "operations/2"
+
+
+def test_runs_is_the_ledger_on_the_same_connection(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "s.db") as store:
+        write_plan(store, PLAN)
+        assert store.runs is store.runs and store.runs.conn is store.conn
+        finish(store, 2, ShardState.DONE)
+        assert [s.state for s in store.shards()] == [
+            ShardState.PENDING,
+            ShardState.DONE,
+            ShardState.PENDING,
+        ]
+        assert (store.totals().shards, store.runs.totals().done) == (3, 1)
+
+
+def test_open_readonly_reads_beside_a_writer_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with pytest.raises(StateError, match="not found; run `bulkmover plan CONFIG` first"):
+        StateStore.open_readonly(path)
+    with StateStore.open(path) as writer:
+        write_plan(writer, PLAN)
+        with StateStore.open_readonly(path) as reader:
+            writer.runs.claim(1)  # the writer commits while the reader is open
+            assert reader.runs.totals().running == 1
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.runs.claim(2)
+            assert writer.shard(2).state == ShardState.PENDING
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    with pytest.raises(StateError, match="cannot read state file"):
+        StateStore.open_readonly(other)
