@@ -1,6 +1,6 @@
 """The state file (SQLite): plans, shards and the per-file ledger. See ``schema`` for the layout."""
 
-from bulkmover.state.runs import Event, RunLedger, RunTotals, ShardRun
+from bulkmover.state.runs import Event, Recovered, RunLedger, RunTotals, ShardRun
 from bulkmover.state.staging import ListingStage
 from bulkmover.state.store import (
     LedgerObject,
@@ -26,6 +26,7 @@ __all__ = [
     "PlanRecord",
     "PlanTotals",
     "PlanWriter",
+    "Recovered",
     "RunLedger",
     "RunTotals",
     "Shard",

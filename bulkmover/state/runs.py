@@ -5,13 +5,15 @@ that both ``plan --replan`` and ``run`` respect. Every transition is one short t
 committed before anything depends on it, so any prefix of the commits is a consistent state:
 
     pending --claim--> running (no operation yet) --POST answered--> running (operation)
-       ^                      |                                          |
-       +------- requeue ------+------------------------------------------+--> done | failed
+       ^                      |   resolving, after a crash --adopt--^           |
+       +------- requeue ------+-------------------------------------------------+--> done | failed
 
-A shard found ``running`` with no operation on resume never got a name back: its import is sent
-again (imports skip instances already stored, so this cannot duplicate data). A shard found
-``running`` with an operation name re-attaches to it and is never submitted again while that
-operation may still be running.
+A shard found ``running`` with no operation on resume is *resolving*: its POST may or may not
+have started an import (the answer was lost). It stays ``running`` until the executor resolves
+it: it finds the operation started for it (after ``submitted_at``, not in
+``known_operations``) and ``adopt``s it, or it ``requeue``s the shard. A shard found ``running``
+with an operation name re-attaches to it and is never submitted again while that operation may
+still be running.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class ShardRun:
     attempts: int
     not_before: float
     submitted_at: float | None
+    """When the last claim was committed (epoch seconds): an import its POST started began
+    after it, so it opens the window to search when the answer was lost."""
     ended_at: float | None
     success: int
     failure: int
@@ -95,6 +99,15 @@ class RunTotals:
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """What ``recover_interrupted`` found ``running``: shards to re-attach to (``running``,
+    with an operation) and shards whose POST's outcome is unknown (``unresolved``)."""
+
+    running: list[ShardRun]
+    unresolved: list[ShardRun]
+
+
+@dataclass(frozen=True)
 class Event:
     at: float
     shard_id: int | None
@@ -111,15 +124,19 @@ class RunLedger:
 
     # -- transitions (each one committed) ----------------------------------------------------
 
-    def recover_interrupted(self) -> list[ShardRun]:
-        """On start: claimed shards with no operation go back to pending; return the running."""
+    def recover_interrupted(self) -> Recovered:
+        """On start: the ``running`` shards, split by whether their operation name is known.
+
+        Nothing changes state here: a nameless shard may have an import running, so only the
+        executor, once it has looked, may ``adopt`` it or ``requeue`` it.
+        """
         with self._tx():
-            n = self.conn.execute(
-                "UPDATE shards SET state='pending' WHERE state='running' AND operation IS NULL"
-            ).rowcount
-            if n:
-                self._event(None, "resume", f"{n} shard(s) had no operation name yet: resubmit")
-        return self.shards_in(ShardState.RUNNING)
+            running = self.shards_in(ShardState.RUNNING)
+            unresolved = [s for s in running if s.operation is None]
+            if unresolved:
+                n = len(unresolved)
+                self._event(None, "resume", f"{n} shard(s) had no operation name yet: resolving")
+        return Recovered([s for s in running if s.operation is not None], unresolved)
 
     def next_pending(self, now: float, limit: int = 64) -> list[ShardRun]:
         rows = self.conn.execute(
@@ -147,17 +164,14 @@ class RunLedger:
 
     def mark_running(self, shard_id: int, operation: str) -> None:
         """The POST answered: commit the operation name before anything else happens."""
-        now = self._now()
         with self._tx():
-            attempt = self.conn.execute(
-                "SELECT attempts FROM shards WHERE id=?", (shard_id,)
-            ).fetchone()[0]
-            self.conn.execute("UPDATE shards SET operation=? WHERE id=?", (operation, shard_id))
-            self.conn.execute(
-                "INSERT OR IGNORE INTO operations (name, shard_id, attempt, started_at) "
-                "VALUES (?, ?, ?, ?)",
-                (operation, shard_id, attempt, now),
-            )
+            self._attach(shard_id, operation)
+
+    def adopt(self, shard_id: int, operation: str, reason: str) -> None:
+        """A resolving shard's lost POST did start ``operation``: attach it, say why."""
+        with self._tx():
+            self._attach(shard_id, operation)
+            self._event(shard_id, "adopted", f"{operation}: {reason}")
 
     def record_progress(self, updates: Iterable[tuple[str, int, int]]) -> None:
         """Live counters (operation, success, failure) of running operations, in one commit."""
@@ -283,6 +297,10 @@ class RunLedger:
         rows = self.conn.execute(sql, params).fetchall()
         return [Event(r[0], r[1], r[2], r[3]) for r in reversed(rows)]
 
+    def known_operations(self) -> set[str]:
+        """Every operation name ever recorded (any shard, any attempt, running or ended)."""
+        return {row[0] for row in self.conn.execute("SELECT name FROM operations")}
+
     def operation_count(self, shard_id: int) -> int:
         row = self.conn.execute("SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,))
         return int(row.fetchone()[0])
@@ -300,6 +318,17 @@ class RunLedger:
         self.conn.execute(
             "INSERT INTO events (at, shard_id, kind, detail) VALUES (?, ?, ?, ?)",
             (self._now(), shard_id, kind, detail),
+        )
+
+    def _attach(self, shard_id: int, operation: str) -> None:
+        attempt = self.conn.execute(
+            "SELECT attempts FROM shards WHERE id=?", (shard_id,)
+        ).fetchone()[0]
+        self.conn.execute("UPDATE shards SET operation=? WHERE id=?", (operation, shard_id))
+        self.conn.execute(
+            "INSERT OR IGNORE INTO operations (name, shard_id, attempt, started_at) "
+            "VALUES (?, ?, ?, ?)",
+            (operation, shard_id, attempt, self._now()),
         )
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
