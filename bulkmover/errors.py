@@ -74,3 +74,10 @@ def first_user_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(exc, BulkmoverError):
             return exc
     return leaves[0] if leaves else group
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, become one space), cut to
+    ``limit`` characters with "..." so a server's multi-line answer cannot break a message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

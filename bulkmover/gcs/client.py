@@ -1,9 +1,10 @@
 """Cloud Storage reads for the planner: gcloud-aio-storage over one shared aiohttp session.
 
 gcloud-aio-storage's ``Storage.list_objects`` sends one request and passes every query parameter
-through, but it does not retry. ``StorageClient.list_page`` adds our retries: 408, 429, 5xx and
-connection errors are retried with exponential backoff and full jitter, honouring
-``Retry-After``; everything else becomes an ``ApiError`` whose message says what to fix.
+through, but it does not retry. ``StorageClient.list_page`` adds ours (``bulkmover.retry`` with
+``CLOUD_STORAGE``): 408, 429, 5xx and connection errors are retried with exponential backoff and
+full jitter, honouring ``Retry-After``; everything else becomes an ``ApiError`` whose message says
+what to fix.
 
 The endpoint is ``storage.endpoint`` from the config, else ``STORAGE_EMULATOR_HOST``, else the
 real service (with Google credentials). Emulator endpoints get no token.
@@ -11,7 +12,6 @@ real service (with Google credentials). Emulator endpoints get no token.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -23,9 +23,16 @@ import aiohttp
 from gcloud.aio.storage import Storage
 
 from bulkmover.errors import ApiError
-from bulkmover.healthcare.retry import RetryPolicy, parse_retry_after
+from bulkmover.retry import (
+    CLOUD_STORAGE,
+    Decision,
+    Outcome,
+    RetryPolicy,
+    Verdict,
+    parse_retry_after,
+    send_with_retries,
+)
 
-RETRIABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 REAL_ENDPOINT = "https://storage.googleapis.com"
 REQUEST_TIMEOUT = 120.0
 
@@ -90,40 +97,30 @@ class StorageClient:
 
     async def list_page(self, bucket: str, params: dict[str, str]) -> dict[str, Any]:
         """One ``objects.list`` page, retried; ApiError when it cannot be had."""
-        assert self._storage is not None, "use StorageClient as an async context manager"
-        retry = 0
-        while True:
+        storage = self._storage
+        assert storage is not None, "use StorageClient as an async context manager"
+
+        async def attempt(number: int) -> tuple[Outcome, _Page]:
             self.counters.requests += 1
-            retry_after: float | None = None
-            try:
-                return await self._storage.list_objects(
-                    bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT)
-                )
-            except aiohttp.ClientResponseError as err:
-                if err.status not in RETRIABLE_STATUSES:
-                    raise self._refusal(bucket, err) from None
-                retry_after = parse_retry_after(
-                    err.headers.get("Retry-After") if err.headers else None
-                )
-                failure = f"{err.status} {_server_message(err)}"
-            except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
-                failure = f"{type(err).__name__}: {err}".strip()
-            except Exception as err:  # credentials: gcloud-aio-auth raises assorted errors
-                raise ApiError(
-                    f"could not list gs://{bucket} ({type(err).__name__}: {_first_line(err)});"
-                    " check Google credentials (gcloud auth application-default login, or"
-                    " credentials.key_file in the config)"
-                ) from None
-            if retry + 1 >= self.policy.max_attempts:
-                raise ApiError(
-                    f"listing gs://{bucket} at {self.where} failed {retry + 1} times (last:"
-                    f" {failure[:200]}); check storage.endpoint and that the service is reachable,"
-                    " then plan again",
-                    retriable=True,
-                )
+            return await _list_once(storage, bucket, params)
+
+        last = await send_with_retries(attempt, self.policy, CLOUD_STORAGE, observe=self._count)
+        answer = last.detail
+        if isinstance(answer, dict):
+            return answer
+        if last.decision.verdict is Verdict.EXHAUSTED:
+            raise ApiError(
+                f"listing gs://{bucket} at {self.where} failed {last.attempt} times (last:"
+                f" {_failure(answer)[:200]}); check storage.endpoint and that the service is"
+                " reachable, then plan again",
+                retriable=True,
+            )
+        assert isinstance(answer, aiohttp.ClientResponseError)  # a connection error is transient
+        raise self._refusal(bucket, answer) from None
+
+    def _count(self, attempt: int, outcome: Outcome, answer: _Page, decision: Decision) -> None:
+        if decision.retrying:
             self.counters.retries += 1
-            await asyncio.sleep(self.policy.delay(retry, retry_after))
-            retry += 1
 
     def _refusal(self, bucket: str, err: aiohttp.ClientResponseError) -> ApiError:
         status, detail = err.status, _server_message(err)
@@ -145,6 +142,35 @@ class StorageClient:
         else:
             message = f"Cloud Storage refused to list gs://{bucket} ({status}: {detail})"
         return ApiError(message, status=status, reason=detail)
+
+
+_Page = dict[str, Any] | BaseException  # a page, or what came instead
+
+
+async def _list_once(
+    storage: Storage, bucket: str, params: dict[str, str]
+) -> tuple[Outcome, _Page]:
+    """One ``list_objects`` call: the page, or the error with the outcome retries are decided on."""
+    try:
+        page = await storage.list_objects(bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT))
+    except aiohttp.ClientResponseError as err:
+        retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
+        return Outcome(err.status, retry_after=retry_after), err
+    except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
+        return Outcome(None, connected=not isinstance(err, aiohttp.ClientConnectorError)), err
+    except Exception as err:  # credentials: gcloud-aio-auth raises assorted errors
+        raise ApiError(
+            f"could not list gs://{bucket} ({type(err).__name__}: {_first_line(err)});"
+            " check Google credentials (gcloud auth application-default login, or"
+            " credentials.key_file in the config)"
+        ) from None
+    return Outcome(200), page
+
+
+def _failure(err: BaseException) -> str:
+    if isinstance(err, aiohttp.ClientResponseError):
+        return f"{err.status} {_server_message(err)}"
+    return f"{type(err).__name__}: {err}".strip()
 
 
 def _server_message(err: aiohttp.ClientResponseError) -> str:

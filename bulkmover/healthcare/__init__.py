@@ -48,8 +48,8 @@ if TYPE_CHECKING:
         wait_for_operation,
     )
     from bulkmover.healthcare.resources import DatasetInfo, DatasetPath, DicomStoreInfo, StorePath
-    from bulkmover.healthcare.retry import RetryPolicy
     from bulkmover.healthcare.stats import ClientStats, Family, FamilyStats, RequestEvent
+    from bulkmover.retry import RetryPolicy
 
 # Imported on first use: `bulkmover status` and config loading must not pay for aiohttp and
 # google-auth (half a second) when they only need a name or a path.
@@ -79,7 +79,7 @@ _LAZY = {
     "PollSchedule": "bulkmover.healthcare.operations",
     "ProgressCounter": "bulkmover.healthcare.operations",
     "RequestEvent": "bulkmover.healthcare.stats",
-    "RetryPolicy": "bulkmover.healthcare.retry",
+    "RetryPolicy": "bulkmover.retry",
     "RpcCode": "bulkmover.healthcare.operations",
     "RpcStatus": "bulkmover.healthcare.operations",
     "StorePath": "bulkmover.healthcare.resources",

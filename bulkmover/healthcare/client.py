@@ -1,8 +1,9 @@
 """``HealthcareClient``: the Healthcare API (DICOM import/export, operations) and Logging over REST.
 
-One shared aiohttp session; credentials from ``bulkmover.healthcare.auth``; every request retried
-with exponential backoff and full jitter on 429/500/502/503/504 and connection errors, honouring
-``Retry-After``; other 4xx raise at once. Failures become one-line ``ApiError``s.
+One shared aiohttp session; credentials from ``bulkmover.healthcare.auth``; every request goes
+through ``bulkmover.retry`` (backoff with full jitter on 429/500/502/503/504 and connection
+errors, honouring ``Retry-After``); other 4xx raise at once. Failures become one-line
+``ApiError``s.
 
 Starting an operation is not idempotent, so import/export POSTs are re-sent only when the failure
 proves no operation started (no connection was made, or an answer in
@@ -12,7 +13,8 @@ timeout once the request was sent, or another 5xx answer, the client raises
 ``operations_started_since`` before it resubmits, so a resumed run does not start work twice.
 
 The executor sees every attempt: ``before_request(family)`` is awaited before each one (plug a rate
-limiter in), ``on_response(event)`` is called after each, and ``stats`` counts them per family.
+limiter in), every callable in ``listeners`` gets its ``RequestEvent`` after each, and ``stats``
+counts them per family.
 
     async with HealthcareClient(endpoint=url, credentials=anonymous()) as client:
         ref = await client.import_dicom(store, "gs://bucket/study-1/**.dcm")
@@ -21,11 +23,13 @@ limiter in), ``on_response(event)`` is called after each, and ``stats`` counts t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +40,7 @@ from pydantic import ValidationError
 
 from bulkmover import __version__
 from bulkmover.errors import ApiError, ConfigError
+from bulkmover.healthcare import calls
 from bulkmover.healthcare.auth import AnonymousCredentials, Credentials
 from bulkmover.healthcare.failures import (
     Call,
@@ -53,8 +58,17 @@ from bulkmover.healthcare.operations import (
 )
 from bulkmover.healthcare.paging import iter_pages
 from bulkmover.healthcare.resources import DatasetInfo, DatasetPath, DicomStoreInfo, StorePath
-from bulkmover.healthcare.retry import RetryPolicy, parse_retry_after
 from bulkmover.healthcare.stats import ClientStats, Family, RequestEvent
+from bulkmover.retry import (
+    HEALTHCARE,
+    Decision,
+    Last,
+    Outcome,
+    RetryPolicy,
+    Verdict,
+    parse_retry_after,
+    send_with_retries,
+)
 
 DEFAULT_ENDPOINT = "https://healthcare.googleapis.com"
 DEFAULT_LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -97,6 +111,51 @@ def _parse(call: Call, build: Callable[[], T]) -> T:
         ) from None
 
 
+@dataclass(slots=True)
+class _Reply:
+    """One attempt's details beyond its ``Outcome``: the body, or the error that replaced it."""
+
+    payload: bytes
+    failure: BaseException | None
+    sent_at: datetime
+    elapsed: float
+
+    def message(self) -> str:
+        if self.failure is not None:
+            return type(self.failure).__name__
+        return ServerError.parse(self.payload).message
+
+
+@dataclass(slots=True)
+class _Reauth:
+    done: bool = False  # one 401 per call may be retried with fresh credentials
+
+
+async def _exchange(
+    request: AbstractAsyncContextManager[aiohttp.ClientResponse],
+) -> tuple[Outcome, _Reply]:
+    """One attempt on the wire: the answer, or the connection error and whether it was sent."""
+    sent_at = datetime.now(UTC)
+    started = time.monotonic()
+    failure: BaseException | None = None
+    payload = b""
+    try:
+        async with request as response:
+            payload = await response.read()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            outcome = Outcome(response.status, retry_after=retry_after)
+    except _NOT_SENT_ERRORS as err:
+        failure, outcome = err, Outcome(None, connected=False)
+    except (aiohttp.ClientError, TimeoutError) as err:
+        failure, outcome = err, Outcome(None)
+    return outcome, _Reply(payload, failure, sent_at, time.monotonic() - started)
+
+
+def _endpoint(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class HealthcareClient:
     """Async client for the Healthcare API v1/v1beta1 and Logging v2; use ``async with``.
 
@@ -116,7 +175,6 @@ class HealthcareClient:
         request_timeout: float = 60.0,
         max_connections: int = 64,
         before_request: Callable[[Family], Awaitable[None]] | None = None,
-        on_response: Callable[[RequestEvent], None] | None = None,
     ) -> None:
         if api_version not in API_VERSIONS:
             raise ConfigError(f"api_version {api_version!r} is not supported; use v1 or v1beta1")
@@ -133,7 +191,8 @@ class HealthcareClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout)
         self._max_connections = max_connections
         self._before_request = before_request
-        self._on_response = on_response
+        self.listeners: list[Callable[[RequestEvent], None]] = []
+        """Called with each attempt's ``RequestEvent``, in order, after ``stats`` counted it."""
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -186,16 +245,7 @@ class HealthcareClient:
                     f" {', '.join(BLOB_STORAGE_CLASSES)}"
                 )
             body["blobStorageSettings"] = {"blobStorageClass": blob_storage_class}
-        call = Call(
-            Family.LRO_START,
-            "dicomStores.import",
-            f"import {uri} into {store}",
-            store.name,
-            "healthcare.dicomStores.import",
-            "roles/healthcare.dicomEditor",
-            starts_operation=True,
-            not_found_hint="check the dataset and store names, or create the store first",
-        )
+        call = calls.IMPORT.on(store.name, f"import {uri} into {store}")
         return self._operation_ref(
             call, await self._send(call, "POST", self._url(store.name, ":import"), body=body)
         )
@@ -214,15 +264,7 @@ class HealthcareClient:
         body: dict[str, Any] = {"gcsDestination": destination}
         if filter_uri:
             body["filterConfig"] = {"resourcePathsGcsUri": filter_uri}
-        call = Call(
-            Family.LRO_START,
-            "dicomStores.export",
-            f"export {store} to {uri_prefix}",
-            store.name,
-            "healthcare.dicomStores.export",
-            "roles/healthcare.dicomEditor",
-            starts_operation=True,
-        )
+        call = calls.EXPORT.on(store.name, f"export {store} to {uri_prefix}")
         return self._operation_ref(
             call, await self._send(call, "POST", self._url(store.name, ":export"), body=body)
         )
@@ -241,15 +283,7 @@ class HealthcareClient:
     # -- operations ----------------------------------------------------------------------------
 
     async def get_operation(self, name: str) -> Operation:
-        call = Call(
-            Family.OPERATIONS,
-            "operations.get",
-            f"get operation {name}",
-            name,
-            "healthcare.operations.get",
-            "roles/healthcare.datasetViewer",
-            not_found_hint="it may have expired (kept about 30 days) or belong to another dataset",
-        )
+        call = calls.GET_OPERATION.on(name, f"get operation {name}")
         body = await self._send(call, "GET", self._url(name))
         return _parse(call, lambda: Operation.model_validate(body))
 
@@ -266,15 +300,7 @@ class HealthcareClient:
             params["filter"] = filter
         if page_token:
             params["pageToken"] = page_token
-        call = Call(
-            Family.OPERATIONS,
-            "operations.list",
-            f"list operations of {dataset}",
-            dataset.name,
-            "healthcare.operations.list",
-            "roles/healthcare.datasetViewer",
-            not_found_hint="check the project, location and dataset names in the config",
-        )
+        call = calls.LIST_OPERATIONS.on(dataset.name, f"list operations of {dataset}")
         body = await self._send(call, "GET", self._url(dataset.name, "/operations"), params=params)
         return _parse(call, lambda: OperationsPage.from_json(body))
 
@@ -289,15 +315,7 @@ class HealthcareClient:
 
     async def cancel_operation(self, name: str) -> None:
         """Ask the server to cancel; the operation then ends with a CANCELLED error."""
-        call = Call(
-            Family.OPERATIONS,
-            "operations.cancel",
-            f"cancel operation {name}",
-            name,
-            "healthcare.operations.cancel",
-            "roles/healthcare.datasetAdmin",
-            not_found_hint="it may have expired (kept about 30 days) or belong to another dataset",
-        )
+        call = calls.CANCEL_OPERATION.on(name, f"cancel operation {name}")
         await self._send(call, "POST", self._url(name, ":cancel"), body={})
 
     # -- logging -------------------------------------------------------------------------------
@@ -320,15 +338,8 @@ class HealthcareClient:
             body["pageToken"] = page_token
         if order_by:
             body["orderBy"] = order_by
-        call = Call(
-            Family.LOGGING,
-            "entries.list",
-            f"read error logs of {', '.join(resource_names)}",
-            ", ".join(resource_names),
-            "logging.logEntries.list",
-            "roles/logging.viewer",
-            not_found_hint="check the project name",
-        )
+        names = ", ".join(resource_names)
+        call = calls.LIST_LOG_ENTRIES.on(names, f"read error logs of {names}")
         url = f"{self.logging_endpoint}/v2/entries:list"
         answer = await self._send(call, "POST", url, body=body)
         return _parse(call, lambda: LogEntriesPage.from_json(answer))
@@ -348,29 +359,13 @@ class HealthcareClient:
     # -- datasets and stores (demo, preflight) -------------------------------------------------
 
     async def get_dataset(self, dataset: DatasetPath) -> DatasetInfo:
-        call = Call(
-            Family.DICOM_OPS,
-            "datasets.get",
-            f"get dataset {dataset}",
-            dataset.name,
-            "healthcare.datasets.get",
-            "roles/healthcare.datasetViewer",
-            not_found_hint="check the project, location and dataset names, or create the dataset",
-        )
+        call = calls.GET_DATASET.on(dataset.name, f"get dataset {dataset}")
         body = await self._send(call, "GET", self._url(dataset.name))
         return _parse(call, lambda: DatasetInfo.model_validate(body))
 
     async def create_dataset(self, dataset: DatasetPath, *, max_wait: float = 120.0) -> DatasetInfo:
         """Create the dataset and wait until it exists (the API answers with an operation)."""
-        call = Call(
-            Family.DICOM_OPS,
-            "datasets.create",
-            f"create dataset {dataset}",
-            dataset.name,
-            "healthcare.datasets.create",
-            "roles/healthcare.datasetAdmin",
-            not_found_hint="check the project and location names",
-        )
+        call = calls.CREATE_DATASET.on(dataset.name, f"create dataset {dataset}")
         parent = f"projects/{dataset.project}/locations/{dataset.location}"
         url = self._url(parent, "/datasets")
         body = await self._send(call, "POST", url, params={"datasetId": dataset.dataset}, body={})
@@ -382,28 +377,12 @@ class HealthcareClient:
         return await self.get_dataset(dataset)
 
     async def get_dicom_store(self, store: StorePath) -> DicomStoreInfo:
-        call = Call(
-            Family.DICOM_OPS,
-            "dicomStores.get",
-            f"get DICOM store {store}",
-            store.name,
-            "healthcare.dicomStores.get",
-            "roles/healthcare.dicomViewer",
-            not_found_hint="check the dataset and store names, or create the store",
-        )
+        call = calls.GET_DICOM_STORE.on(store.name, f"get DICOM store {store}")
         body = await self._send(call, "GET", self._url(store.name))
         return _parse(call, lambda: DicomStoreInfo.model_validate(body))
 
     async def create_dicom_store(self, store: StorePath) -> DicomStoreInfo:
-        call = Call(
-            Family.DICOM_OPS,
-            "dicomStores.create",
-            f"create DICOM store {store}",
-            store.name,
-            "healthcare.dicomStores.create",
-            "roles/healthcare.dicomStoreAdmin",
-            not_found_hint="check the dataset name, or create the dataset first",
-        )
+        call = calls.CREATE_DICOM_STORE.on(store.name, f"create DICOM store {store}")
         url = self._url(store.dataset.name, "/dicomStores")
         body = await self._send(call, "POST", url, params={"dicomStoreId": store.store}, body={})
         return _parse(call, lambda: DicomStoreInfo.model_validate(body))
@@ -448,99 +427,81 @@ class HealthcareClient:
     ) -> dict[str, Any]:
         """Send with retries; return the JSON object of the 2xx answer or raise ApiError."""
         session = self._ensure_session()
-        endpoint = f"{urlsplit(url).scheme}://{urlsplit(url).netloc}"
-        policy = self.retry
-        reauthenticated = False
-        attempt = 0
-        while True:
-            attempt += 1
+        reauth = _Reauth()
+
+        async def attempt(number: int) -> tuple[Outcome, _Reply]:
             if self._before_request is not None:
                 await self._before_request(call.family)
             headers = await self.credentials.headers()
-            sent_at = datetime.now(UTC)
-            started = time.monotonic()
-            status: int | None = None
-            payload = b""
-            retry_after: float | None = None
-            failure: BaseException | None = None
-            sent = True
-            try:
-                async with session.request(
-                    http_method, url, params=params, json=body, headers=headers
-                ) as response:
-                    status = response.status
-                    payload = await response.read()
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            except _NOT_SENT_ERRORS as err:
-                failure, sent = err, False
-            except (aiohttp.ClientError, TimeoutError) as err:
-                failure = err
-            elapsed = time.monotonic() - started
+            request = session.request(http_method, url, params=params, json=body, headers=headers)
+            return self._reauthenticating(await _exchange(request), reauth)
 
-            if status is not None and 200 <= status < 300:
-                self._record(call, status, attempt, False, elapsed)
-                return self._json(call, payload, endpoint)
-            if failure is not None:
-                message = type(failure).__name__
-            else:
-                message = ServerError.parse(payload).message
+        last = await send_with_retries(
+            attempt,
+            self.retry,
+            HEALTHCARE,
+            starts_operation=call.starts_operation,
+            observe=partial(self._observe, call),
+        )
+        if last.outcome.ok:
+            return self._json(call, last.detail.payload, url)
+        raise self._failure(call, url, last) from last.detail.failure
 
-            # Decide: retry, raise "outcome unknown", or raise the error.
-            outcome_unknown = call.starts_operation and (
-                (failure is not None and sent)
-                or (
-                    status is not None
-                    and status >= 500
-                    and status not in policy.not_started_statuses
-                )
+    def _reauthenticating(
+        self, answer: tuple[Outcome, _Reply], reauth: _Reauth
+    ) -> tuple[Outcome, _Reply]:
+        """A 401 for real credentials: drop the token and allow one more try (a token revoked
+        or expired early); anonymous callers get the 401 as it is."""
+        outcome, reply = answer
+        if outcome.status != 401 or reauth.done or self.credentials.anonymous:
+            return answer
+        reauth.done = True
+        self.credentials.invalidate()
+        return replace(outcome, auth_retry=True), reply
+
+    def _observe(
+        self, call: Call, attempt: int, outcome: Outcome, reply: _Reply, decision: Decision
+    ) -> None:
+        message = None if outcome.ok else reply.message()
+        self._record(call, outcome.status, attempt, decision.retrying, reply.elapsed, message)
+        if decision.retrying:
+            log.info(
+                "healthcare.retry",
+                method=call.method,
+                status=outcome.status,
+                error=type(reply.failure).__name__ if reply.failure else None,
+                attempt=attempt,
+                delay=round(decision.delay, 3),
             )
-            if status == 401 and not reauthenticated and not self.credentials.anonymous:
-                retriable = True  # a token revoked or expired early: fetch a new one, once
-                reauthenticated = True
-                self.credentials.invalidate()
-            elif failure is not None:
-                retriable = True
-            else:
-                assert status is not None
-                retriable = status in (429, 500, 502, 503, 504)
-            retrying = retriable and not outcome_unknown and attempt < policy.max_attempts
-            self._record(call, status, attempt, retrying, elapsed, message)
 
-            if retrying:
-                delay = policy.delay(attempt - 1, retry_after)
-                log.info(
-                    "healthcare.retry",
-                    method=call.method,
-                    status=status,
-                    error=type(failure).__name__ if failure else None,
-                    attempt=attempt,
-                    delay=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
-                continue
-
-            if failure is not None:
-                error = connection_error(call, endpoint, failure, sent=sent, attempts=attempt)
-            else:
-                assert status is not None
-                error = error_from_response(
-                    call,
-                    status,
-                    payload,
-                    retry_after=retry_after,
-                    anonymous=self.credentials.anonymous,
-                    attempts=attempt,
-                )
-            if outcome_unknown:
-                self.stats[call.family].outcome_unknown += 1
-                raise OutcomeUnknownError(
-                    f"{error}; the operation may have started: look for it with"
-                    " operations.list before resubmitting",
-                    call=call,
-                    sent_at=sent_at,
-                    status=status,
-                ) from failure
-            raise error from failure
+    def _failure(self, call: Call, url: str, last: Last[_Reply]) -> ApiError:
+        """The error for the attempt the retries stopped at (``OutcomeUnknownError`` for a start
+        that may have begun)."""
+        reply, status, endpoint = last.detail, last.outcome.status, _endpoint(url)
+        if reply.failure is not None:
+            error = connection_error(
+                call, endpoint, reply.failure, sent=last.outcome.connected, attempts=last.attempt
+            )
+        else:
+            assert status is not None
+            error = error_from_response(
+                call,
+                status,
+                reply.payload,
+                retry_after=last.outcome.retry_after,
+                anonymous=self.credentials.anonymous,
+                attempts=last.attempt,
+            )
+        if last.decision.verdict is not Verdict.OUTCOME_UNKNOWN:
+            return error
+        self.stats[call.family].outcome_unknown += 1
+        return OutcomeUnknownError(
+            f"{error}; the operation may have started: look for it with"
+            " operations.list before resubmitting",
+            call=call,
+            sent_at=reply.sent_at,
+            status=status,
+        )
 
     def _record(
         self,
@@ -553,11 +514,11 @@ class HealthcareClient:
     ) -> None:
         event = RequestEvent(call.family, call.method, status, attempt, retrying, elapsed, message)
         self.stats.record(event)
-        if self._on_response is not None:
-            self._on_response(event)
+        for listener in self.listeners:
+            listener(event)
 
     @staticmethod
-    def _json(call: Call, payload: bytes, endpoint: str) -> dict[str, Any]:
+    def _json(call: Call, payload: bytes, url: str) -> dict[str, Any]:
         if not payload.strip():
             return {}
         try:
@@ -566,7 +527,7 @@ class HealthcareClient:
             data = None
         if not isinstance(data, dict):
             raise ApiError(
-                f"{call.what}: {endpoint} answered with something other than a JSON object;"
+                f"{call.what}: {_endpoint(url)} answered with something other than a JSON object;"
                 " check that the endpoint is the Healthcare API (or the emulator)",
                 reason="BAD_RESPONSE",
             )

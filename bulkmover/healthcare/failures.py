@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from bulkmover.errors import ApiError
-from bulkmover.healthcare.retry import RETRIABLE_STATUSES
+from bulkmover.errors import ApiError, one_line
 from bulkmover.healthcare.stats import Family
+from bulkmover.retry import HEALTHCARE
+
+DEFAULT_NOT_FOUND_HINT = "check the project, location, dataset and store names in the config"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Call:
     permission: str  # IAM permission the caller needs
     role: str  # a predefined role that grants it
     starts_operation: bool = False
-    not_found_hint: str = "check the project, location, dataset and store names in the config"
+    not_found_hint: str = DEFAULT_NOT_FOUND_HINT
 
 
 class OutcomeUnknownError(ApiError):
@@ -62,20 +64,15 @@ class ServerError:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             text = body.decode("utf-8", "replace").strip()
-            return cls(_one_line(text) or "no error details", None)
+            return cls(one_line(text) or "no error details", None)
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict):
             message = str(error.get("message") or "no error details")
             status = error.get("status")
-            return cls(_one_line(message), str(status) if status else None)
+            return cls(one_line(message), str(status) if status else None)
         if isinstance(error, str):  # OAuth-style {"error": "invalid_token"}
-            return cls(_one_line(str(data.get("error_description") or error)), error)
-        return cls(_one_line(body.decode("utf-8", "replace")), None)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+            return cls(one_line(str(data.get("error_description") or error)), error)
+        return cls(one_line(body.decode("utf-8", "replace")), None)
 
 
 def error_from_response(
@@ -92,7 +89,7 @@ def error_from_response(
     tag = f"{status} {server.reason}" if server.reason else str(status)
     said = f"({tag}): {server.message}"
     tried = f" after {attempts} attempts" if attempts > 1 else ""
-    retriable = status in RETRIABLE_STATUSES
+    retriable = status in HEALTHCARE.statuses
     if status == 401:
         fix = (
             "the endpoint requires credentials: set credentials to adc or service_account in the"
@@ -137,7 +134,7 @@ def connection_error(
     """The ApiError for a request that got no HTTP answer (refused, reset, timed out)."""
     tried = f" after {attempts} attempts" if attempts > 1 else ""
     if not sent:
-        detail = _one_line(str(cause)) or type(cause).__name__
+        detail = one_line(str(cause)) or type(cause).__name__
         message = (
             f"{call.what}: cannot connect to {endpoint}{tried} ({detail}); check the endpoint in"
             " the config and that the server is running and reachable"

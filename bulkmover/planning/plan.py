@@ -25,8 +25,8 @@ from bulkmover.errors import PlanError, StateError
 from bulkmover.gcs.client import StorageClient
 from bulkmover.gcs.listing import ListingStats, list_matches
 from bulkmover.gcs.wildcard import Wildcard, sql_glob
-from bulkmover.healthcare.retry import RetryPolicy
 from bulkmover.planning.sharding import Limits, Sharding, ShardSpec, plan_shards
+from bulkmover.retry import RetryPolicy
 from bulkmover.state import ListingStage, PlanDraft, PlanWriter, Shard, StateStore, Totals
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"

@@ -19,7 +19,7 @@ from bulkmover.errors import ApiError
 from bulkmover.gcs.client import StorageClient
 from bulkmover.gcs.listing import ListedObject, ListingStats, list_matches
 from bulkmover.gcs.wildcard import parse_wildcard
-from bulkmover.healthcare.retry import RetryPolicy
+from bulkmover.retry import RetryPolicy
 
 TRICKY = [
     "site/a/1.dcm",

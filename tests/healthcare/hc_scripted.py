@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bulkmover.healthcare.retry import RetryPolicy
+from bulkmover.retry import RetryPolicy
 
 
 @dataclass

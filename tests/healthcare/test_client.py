@@ -71,7 +71,8 @@ async def test_retries_transient_errors_then_succeeds_and_counts_them(
         Answer(200, {"name": OP_NAME, "done": True, "metadata": {"counter": {"success": "5"}}}),
     )
     events: list[RequestEvent] = []
-    async with client_for(scripted, fast_retry, on_response=events.append) as client:
+    async with client_for(scripted, fast_retry) as client:
+        client.listeners.append(events.append)
         op = await client.get_operation(OP_NAME)
     assert op.done and op.counter.success == 5
     assert [e.status for e in events] == [503, 429, 502, 200]

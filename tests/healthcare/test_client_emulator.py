@@ -134,8 +134,9 @@ async def test_running_cap_refusal_and_cancel(tight: RunningServer, bucket: Seed
     events: list[RequestEvent] = []
     limits = AdaptiveLimits(LimitSettings(max_concurrency=4))
     async with HealthcareClient(
-        endpoint=tight.url, retry=RecordingPolicy(max_attempts=2), on_response=events.append
+        endpoint=tight.url, retry=RecordingPolicy(max_attempts=2)
     ) as client:
+        client.listeners.append(events.append)
         await client.ensure_dicom_store(store)
         first = await client.import_dicom(store, bucket.uri("batch1/**.dcm"))
         running = await client.get_operation(first.name)

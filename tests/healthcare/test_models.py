@@ -25,7 +25,7 @@ from bulkmover.healthcare import (
 )
 from bulkmover.healthcare.failures import ServerError
 from bulkmover.healthcare.operations import IMPORT_METHOD
-from bulkmover.healthcare.retry import parse_retry_after
+from bulkmover.retry import parse_retry_after
 
 DATASET = DatasetPath("P", "L", "D")
 SPEC_OPERATION = {
