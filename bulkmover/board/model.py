@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 
 from bulkmover.state.runs import RunTotals
 
-# The board shows the state file's totals as they are (the executor and `status` both read them).
-Totals = RunTotals
-
 
 @dataclass(frozen=True)
 class InFlight:
@@ -23,7 +20,8 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One frame of the board."""
+    """One frame of the board; ``totals`` are the state file's, as the executor and ``status``
+    both read them."""
 
     totals: RunTotals
     in_flight: list[InFlight] = field(default_factory=list)
