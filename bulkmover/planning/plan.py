@@ -27,7 +27,7 @@ from bulkmover.gcs.listing import ListingStats, list_matches
 from bulkmover.gcs.wildcard import Wildcard, sql_glob
 from bulkmover.planning.sharding import Limits, Sharding, ShardSpec, plan_shards
 from bulkmover.retry import RetryPolicy
-from bulkmover.state import ListingStage, PlanDraft, PlanWriter, Shard, StateStore, Totals
+from bulkmover.state import ListingStage, PlanDraft, PlanTotals, PlanWriter, Shard, StateStore
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
 
@@ -47,7 +47,7 @@ class PlanOutcome:
     source: str
     state_path: Path
     shards: list[Shard]
-    totals: Totals
+    totals: PlanTotals
     new_shards: int
     kept_shards: int
     listed_objects: int

@@ -15,9 +15,6 @@ from bulkmover.state.store import (
 )
 from bulkmover.state.transaction import transaction
 
-# The old name of PlanTotals, until bulkmover/planning/plan.py and its test say PlanTotals.
-Totals = PlanTotals
-
 __all__ = [
     "Event",
     "LedgerObject",
@@ -33,7 +30,6 @@ __all__ = [
     "ShardRun",
     "ShardState",
     "StateStore",
-    "Totals",
     "UnplannedObject",
     "transaction",
 ]

@@ -12,7 +12,7 @@ from bulkmover.planning.plan import PlanOutcome
 from bulkmover.planning.progress import LiveProgress
 from bulkmover.planning.sharding import Limits
 from bulkmover.planning.summary import plan_json, render_summary, size_histogram
-from bulkmover.state import Shard, ShardState, Totals
+from bulkmover.state import PlanTotals, Shard, ShardState
 from bulkmover.units import format_bytes
 
 
@@ -47,7 +47,7 @@ def test_summary_and_json(tmp_path: Path) -> None:
         source="gs://b0b/a/**.dcm",
         state_path=tmp_path / "s.db",
         shards=shards,
-        totals=Totals(2, 4, 310),
+        totals=PlanTotals(2, 4, 310),
         new_shards=1,
         kept_shards=1,
         listed_objects=9,
