@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from bulkmover.errors import ConfigError, PlanError
+from bulkmover.errors import ConfigError, PlanError, one_line
 from bulkmover.gcs.wildcard import Wildcard, parse_wildcard
 from bulkmover.healthcare.resources import StorePath
 
@@ -201,7 +201,7 @@ def parse_config(text: str, path: Path) -> Config:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"{mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or one_line(str(err))
         raise ConfigError(
             f"{path}:{line} not valid YAML ({problem}); check indentation and quoting"
         ) from None

@@ -7,7 +7,8 @@ bulkmover error.
 The GCS sink uploads through gcloud-aio-storage over one shared aiohttp session. The endpoint is
 ``--storage-endpoint``, else ``STORAGE_EMULATOR_HOST``, else real Cloud Storage (with
 application default credentials). Transient answers (408, 429, 5xx, dropped connections) are
-retried with exponential backoff and jitter, honouring ``Retry-After``.
+retried by ``bulkmover.retry`` (``CORPUS_UPLOADS``: backoff with full jitter, honouring
+``Retry-After``); a refused connection is reported at once (no emulator running).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -24,10 +24,18 @@ import aiohttp
 
 from bulkmover.corpus.destination import Destination, GcsDestination, LocalDestination
 from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.retry import (
+    CORPUS_UPLOADS,
+    Outcome,
+    RetryPolicy,
+    parse_retry_after,
+    send_with_retries,
+)
 
 _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
-_RETRIABLE = frozenset({408, 429, 500, 502, 503, 504})
-_ATTEMPTS = 6
+# Six attempts within about ten seconds: a corpus is written by hand, a dead endpoint should not
+# hold the prompt for minutes. A Retry-After is honoured up to 30 s.
+_POLICY = RetryPolicy(max_attempts=6, base_delay=0.1, max_delay=5.0, max_retry_after=30.0)
 _EMULATOR_PROJECT = "bulkmover-local"
 
 
@@ -200,28 +208,28 @@ class GcsSink:
         json_body: dict[str, str] | None = None,
     ) -> tuple[int, str]:
         """One JSON API call with retries; returns the final status and body."""
-        assert self._session is not None
-        for attempt in range(_ATTEMPTS):
+        session = self._session
+        assert session is not None
+
+        async def attempt(number: int) -> tuple[Outcome, str | BaseException]:
             headers = await self._headers()
             try:
-                async with self._session.request(
+                async with session.request(
                     method, url, params=params, json=json_body, headers=headers
                 ) as resp:
-                    body = await resp.text()
-                    if resp.status in _RETRIABLE and attempt < _ATTEMPTS - 1:
-                        await _backoff(attempt, resp.headers.get("Retry-After"))
-                        continue
-                    return resp.status, body
-            except aiohttp.ClientConnectorError as exc:
-                raise self._unreachable(exc) from None
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    return Outcome(resp.status, retry_after=retry_after), await resp.text()
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt == _ATTEMPTS - 1:
-                    raise self._failed(exc, what) from None
-                await _backoff(attempt, None)
-        raise AssertionError("unreachable")
+                return _no_answer(exc), exc
+
+        last = await send_with_retries(attempt, _POLICY, CORPUS_UPLOADS)
+        if isinstance(last.detail, BaseException):
+            raise self._no_answer_error(last.detail, what) from None
+        assert last.outcome.status is not None
+        return last.outcome.status, last.detail
 
     async def put(self, name: str, data: bytes) -> None:
-        for attempt in range(_ATTEMPTS):
+        async def attempt(number: int) -> tuple[Outcome, BaseException | None]:
             try:
                 await self._storage.upload(
                     self.dest.bucket,
@@ -231,21 +239,26 @@ class GcsSink:
                     force_resumable_upload=False,
                     timeout=120,
                 )
-                return
             except aiohttp.ClientResponseError as exc:
-                if exc.status in _RETRIABLE and attempt < _ATTEMPTS - 1:
-                    retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                    await _backoff(attempt, retry_after)
-                    continue
-                raise self._error(
-                    exc.status, exc.message, f"uploading gs://{self.dest.bucket}/{name}"
-                ) from None
-            except aiohttp.ClientConnectorError as exc:
-                raise self._unreachable(exc) from None
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+                return Outcome(exc.status, retry_after=parse_retry_after(retry_after)), exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if attempt == _ATTEMPTS - 1:
-                    raise self._failed(exc, f"gs://{self.dest.bucket}/{name}") from None
-                await _backoff(attempt, None)
+                return _no_answer(exc), exc
+            return Outcome(200), None
+
+        last = await send_with_retries(attempt, _POLICY, CORPUS_UPLOADS)
+        failure = last.detail
+        if isinstance(failure, aiohttp.ClientResponseError):
+            raise self._error(
+                failure.status, failure.message, f"uploading gs://{self.dest.bucket}/{name}"
+            ) from None
+        if failure is not None:
+            raise self._no_answer_error(failure, f"gs://{self.dest.bucket}/{name}") from None
+
+    def _no_answer_error(self, exc: BaseException, what: str) -> ApiError:
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return self._unreachable(exc)
+        return self._failed(exc, what)
 
     def _unreachable(self, exc: aiohttp.ClientConnectorError) -> ApiError:
         os_error = exc.os_error
@@ -279,7 +292,7 @@ class GcsSink:
         return ApiError(
             f"{self.where} answered {status} {doing}: {message}",
             status=status,
-            retriable=status in _RETRIABLE,
+            retriable=status in CORPUS_UPLOADS.statuses,
         )
 
 
@@ -295,11 +308,6 @@ def _error_message(text: str) -> str:
     return " ".join(message.split())[:300] or "no details"
 
 
-async def _backoff(attempt: int, retry_after: str | None) -> None:
-    delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
-    if retry_after:
-        try:
-            delay = max(delay, min(30.0, float(retry_after)))
-        except ValueError:
-            pass
-    await asyncio.sleep(delay)
+def _no_answer(exc: BaseException) -> Outcome:
+    """No HTTP answer: a refused connection never reached the server, anything else may have."""
+    return Outcome(None, connected=not isinstance(exc, aiohttp.ClientConnectorError))

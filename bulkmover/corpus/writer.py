@@ -25,7 +25,7 @@ from bulkmover.corpus.manifest import ManifestWriter
 from bulkmover.corpus.progress import WriteCounters
 from bulkmover.corpus.sinks import Sink, open_sink
 from bulkmover.corpus.spec import CorpusFile, CorpusSpec, CorpusSummary
-from bulkmover.errors import BulkmoverError, UsageError
+from bulkmover.errors import BulkmoverError, UsageError, first_user_error
 
 DEFAULT_CONCURRENCY = 32
 
@@ -95,18 +95,7 @@ async def _pump(
             for _ in range(concurrency):
                 await queue.put(None)
     except BaseExceptionGroup as failures:
-        error = _first_bulkmover_error(failures)
-        if error is None:
-            raise
+        error = first_user_error(failures)
+        if not isinstance(error, BulkmoverError):
+            raise  # a bug, not a user error: keep the whole group and its tracebacks
         raise error from None
-
-
-def _first_bulkmover_error(group: BaseExceptionGroup[BaseException]) -> BulkmoverError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, BulkmoverError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_bulkmover_error(exc)
-            if found is not None:
-                return found
-    return None

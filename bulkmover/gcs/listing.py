@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.errors import ApiError, first_user_error
 from bulkmover.gcs.ranges import split_points
 from bulkmover.gcs.wildcard import Kind, Wildcard, compile_component, first_wildcard, has_wildcard
 
@@ -117,6 +117,19 @@ class _Piece:
     end: str | None = None
 
 
+@dataclass(slots=True)
+class _Scan:
+    """What one page held inside its piece: counts, name range, matches."""
+
+    end: str | None  # the piece's end when the page arrived
+    entries: int = 0  # objects and prefixes inside the piece
+    beyond: int = 0  # prefixes at or past ``end``
+    overflow: bool = False  # an object at or past ``end``: the rest of the chain is not ours
+    first: str | None = None
+    last: str | None = None
+    batch: list[ListedObject] = field(default_factory=list)
+
+
 class _Lister:
     def __init__(
         self,
@@ -164,7 +177,7 @@ class _Lister:
                 for _ in range(self.concurrency):
                     group.create_task(self._worker())
         except BaseExceptionGroup as failures:
-            raise _first_error(failures) from None
+            raise first_user_error(failures) from None
 
     async def _exact(self) -> None:
         name = self.source.pattern
@@ -210,8 +223,28 @@ class _Lister:
                         self.queue.put_nowait(None)
 
     async def _list(self, piece: _Piece) -> None:
+        """Page through ``piece``, delivering matches and cutting its rest for idle workers."""
+        params = self._params(piece)
+        reported: set[str] = set()  # a server may repeat a prefix on several pages
+        while True:
+            page = await self._page(params)
+            self.stats.pages += 1
+            scan = self._scan_items(piece, page.get("items") or ())
+            self.stats.seen += scan.entries
+            if piece.level is not None:
+                self._scan_prefixes(piece, page.get("prefixes") or (), scan, reported)
+            if scan.batch:
+                self._deliver(scan.batch)
+            token = page.get("nextPageToken")
+            if not token or scan.overflow or (scan.entries and scan.beyond == scan.entries):
+                return
+            params["pageToken"] = token
+            if scan.first is not None and scan.last is not None:
+                self._cut(piece, scan.first, scan.last, delimited=piece.level is not None)
+
+    def _params(self, piece: _Piece) -> dict[str, str]:
+        """The first page's query for ``piece`` (later pages add ``pageToken``)."""
         delimited = piece.level is not None
-        final_level = not delimited or piece.level == len(self.components) - 1
         params = {
             "prefix": piece.prefix,
             "maxResults": self.page_size,
@@ -225,50 +258,44 @@ class _Lister:
             params["endOffset"] = piece.end
         if self._worth_a_glob() and self.glob is not None:
             params["matchGlob"] = self.glob
-        reported: set[str] = set()  # a server may repeat a prefix on several pages
-        matches = self.source.matches
-        while True:
-            page = await self._page(params)
-            self.stats.pages += 1
-            end = piece.end  # may have shrunk since the request was sent
-            overflow = False
-            entries = beyond = 0
-            first: str | None = None
-            last: str | None = None
-            batch: list[ListedObject] = []
-            items = page.get("items") or ()
-            for item in items:
-                name = item["name"]
-                if end is not None and name >= end:
-                    overflow = True  # items come in name order: the rest is another piece's
-                    break
-                if first is None:
-                    first = name
-                last = name
-                if final_level and matches(name):
-                    batch.append(_object(item))
-                entries += 1
-            self.stats.seen += entries
-            if delimited:
-                for prefix in page.get("prefixes") or ():
-                    entries += 1
-                    if end is not None and prefix >= end:
-                        beyond += 1
-                        continue
-                    past = prefix[:-1] + "0"  # just after every name under this prefix
-                    last = past if last is None or past > last else last
-                    first = prefix if first is None or prefix < first else first
-                    if not final_level and prefix not in reported:
-                        reported.add(prefix)
-                        self._subdirectory(piece, prefix)
-            if batch:
-                self._deliver(batch)
-            token = page.get("nextPageToken")
-            if not token or overflow or (entries and beyond == entries):
-                return
-            params["pageToken"] = token
-            if first is not None and last is not None:
-                self._cut(piece, first, last, delimited)
+        return params
+
+    def _scan_items(self, piece: _Piece, items: Iterable[dict[str, Any]]) -> _Scan:
+        """The page's objects up to the piece's end (which may have shrunk since the request
+        was sent: items come in name order, so the rest is another piece's)."""
+        scan = _Scan(piece.end)
+        end, batch, matches = scan.end, scan.batch, self.source.matches
+        final_level = piece.level is None or piece.level == len(self.components) - 1
+        for item in items:
+            name = item["name"]
+            if end is not None and name >= end:
+                scan.overflow = True
+                break
+            if scan.first is None:
+                scan.first = name
+            scan.last = name
+            if final_level and matches(name):
+                batch.append(_object(item))
+            scan.entries += 1
+        return scan
+
+    def _scan_prefixes(
+        self, piece: _Piece, prefixes: Iterable[str], scan: _Scan, reported: set[str]
+    ) -> None:
+        """A delimited page's sub-directories: each matching one below the last level becomes
+        a piece of its own; all of them count toward the page's name range."""
+        final_level = piece.level == len(self.components) - 1
+        for prefix in prefixes:
+            scan.entries += 1
+            if scan.end is not None and prefix >= scan.end:
+                scan.beyond += 1
+                continue
+            past = prefix[:-1] + "0"  # just after every name under this prefix
+            scan.last = past if scan.last is None or past > scan.last else scan.last
+            scan.first = prefix if scan.first is None or prefix < scan.first else scan.first
+            if not final_level and prefix not in reported:
+                reported.add(prefix)
+                self._subdirectory(piece, prefix)
 
     def _worth_a_glob(self) -> bool:
         """Send ``matchGlob`` from now on? Yes once most objects seen so far did not match."""
@@ -318,19 +345,3 @@ class _Lister:
 
 def _object(item: dict[str, Any]) -> ListedObject:
     return ListedObject(item["name"], int(item.get("size") or 0), int(item.get("generation") or 0))
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The error to report from a failed task group: a BulkmoverError if there is one."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        exc = stack.pop()
-        if isinstance(exc, BaseExceptionGroup):
-            stack.extend(reversed(exc.exceptions))
-        else:
-            leaves.append(exc)
-    for exc in leaves:
-        if isinstance(exc, BulkmoverError):
-            return exc
-    return leaves[0] if leaves else group

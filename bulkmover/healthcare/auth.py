@@ -23,7 +23,7 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
 
-from bulkmover.errors import ApiError, ConfigError
+from bulkmover.errors import ApiError, ConfigError, one_line
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 ADC_HINT = (
@@ -125,7 +125,7 @@ class GoogleCredentials:
             ) from None
         except google.auth.exceptions.RefreshError as err:
             raise ApiError(
-                f"Google refused the credentials of {self._description}: {_first_line(err)};"
+                f"Google refused the credentials of {self._description}: {_reason(err)};"
                 f" {ADC_HINT}",
                 status=401,
                 reason="UNAUTHENTICATED",
@@ -136,9 +136,9 @@ class GoogleCredentials:
         return f"GoogleCredentials({self._description})"
 
 
-def _first_line(err: Exception) -> str:
-    first = err.args[0] if err.args else type(err).__name__
-    return str(first).splitlines()[0][:200]
+def _reason(err: Exception) -> str:
+    """google-auth's own words (its first argument), on one line and short."""
+    return one_line(str(err.args[0] if err.args else type(err).__name__), 200)
 
 
 def anonymous() -> AnonymousCredentials:
@@ -175,7 +175,7 @@ async def application_default(*, refresh_margin: float = 300.0) -> GoogleCredent
     try:
         creds, project = await asyncio.to_thread(google.auth.default, scopes=SCOPES)
     except google.auth.exceptions.DefaultCredentialsError as err:
-        raise ConfigError(f"no Google credentials found ({_first_line(err)}); {ADC_HINT}") from None
+        raise ConfigError(f"no Google credentials found ({_reason(err)}); {ADC_HINT}") from None
     account = getattr(creds, "service_account_email", None)
     who = f"service account {account}" if account else "application default credentials"
     return GoogleCredentials(creds, description=who, refresh_margin=refresh_margin)
