@@ -227,8 +227,9 @@ def test_a_new_operation_kind_runs_through_the_unchanged_executor(
                       if "gcsDestination" in o["request"])  # fmt: skip
     assert prefixes == sorted(kind.prefix(s) for s in shards)
     # Each export wrote every instance under its own prefix.
-    listing = _http("GET", f"{gcs.url}/storage/v1/b/pacs/o?prefix=exports/0/")
-    assert isinstance(listing["items"], list) and len(listing["items"]) == spec.instances
+    for shard in shards:
+        listing = _http("GET", f"{gcs.url}/storage/v1/b/pacs/o?prefix=exports/{shard.shard_id}/")
+        assert isinstance(listing["items"], list) and len(listing["items"]) == spec.instances
 
 
 @dataclass(frozen=True)
