@@ -16,10 +16,6 @@ from bulkmover.units import format_bytes, format_duration
 MAX_ROWS = 12
 
 
-# ``execution.command`` imports it from here; new code imports ``bulkmover.units``.
-human_duration = format_duration
-
-
 def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
     parts: list[RenderableType] = [_head(snap), _progress(snap)]
     if snap.in_flight:

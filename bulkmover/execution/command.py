@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bulkmover.board.render import human_duration
 from bulkmover.config import load_config
 from bulkmover.execution.executor import RunResult
 from bulkmover.execution.runner import RunOptions, result_json, run_sync
 from bulkmover.state.store import StateStore
+from bulkmover.units import format_duration
 
 
 def run_command(
@@ -43,7 +43,7 @@ def print_summary(result: RunResult, console: Console) -> None:
         else "[red]finished with failures[/]"
     )
     console.print(
-        f"run {verdict} in {human_duration(result.elapsed)}: "
+        f"run {verdict} in {format_duration(result.elapsed)}: "
         f"{t.done}/{t.shards} shards done, {t.failed} failed, {t.pending + t.running} left; "
         f"instances {t.success:,} ok, {t.failure:,} failed of {t.expected:,} expected",
         soft_wrap=True,

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from bulkmover.gcs.listing import ListingStats
-from bulkmover.planning.summary import format_bytes
+from bulkmover.units import format_bytes
 
 
 class LiveProgress:

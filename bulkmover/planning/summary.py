@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from bulkmover.units import format_bytes as format_bytes  # planning.progress imports it here
+from bulkmover.units import format_bytes
 
 if TYPE_CHECKING:
     from bulkmover.planning.plan import PlanOutcome
