@@ -138,6 +138,10 @@ class RunConfig(_Section):
     probe_window_seconds: float = Field(60.0, gt=0)
     max_attempts: int = Field(8, ge=1)
     """Starts of one shard before a transient whole-operation error fails it for good."""
+    concurrent_starts: int = Field(1, ge=1, le=64)
+    """Start requests unanswered at once. With 1, a start whose answer is lost (a reset, a kill)
+    is always matched to the operation it created; more starts faster but may import such a
+    shard twice (harmless: stored instances are skipped)."""
 
 
 class CredentialsConfig(_Section):

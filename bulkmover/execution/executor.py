@@ -5,8 +5,8 @@ schedules, gates, polls, records and requeues, and every decision it takes is a 
 ``decisions``. Four tasks share one TaskGroup:
 
 - the submitter takes pending shards in order, waits for a slot under the adaptive concurrency
-  cap (``AdaptiveLimits.gate``) and for the start's rate token, commits the claim, starts the
-  operation and commits its name the moment it is returned;
+  cap (``AdaptiveLimits.gate``) and for the start's rate token and lane (``pacing``), commits the
+  claim, starts the operation and commits its name the moment it is returned;
 - the poller watches every operation in flight: one ``operations.get`` each while few run, one
   ``operations.list(filter=done=false)`` page per 1000 when many do (an operation missing from that
   list has ended and gets one final ``get``), at an interval that grows with the operations' age;
@@ -119,7 +119,9 @@ class Executor:
         self.limits = limits
         self.kind = kind
         self.settings = settings
-        self.pacer = pacer
+        # Without a pacer wired into the client, starts still go one at a time, holding the
+        # lane across the client's retries; rates are then the client's own business.
+        self.pacer = pacer or StartPacer(_no_wait)
         self.on_snapshot = on_snapshot
         self.rng = rng or random.Random()
         self.in_flight: dict[int, Tracked] = {}
@@ -230,15 +232,23 @@ class Executor:
                 for shard in batch:
                     if not await self._acquire_slot():
                         return
-                    if self.pacer is not None:
-                        await self.pacer.prepay(Family.LRO_START)
-                    if self._stopping.is_set():
-                        self._release_slot()
+                    if not await self._enter_start():
                         return
                     claimed_at = time.time()
                     self.ledger.claim(shard.shard_id)
                     self._posts += 1
-                    posts.create_task(self._submit(shard, claimed_at))
+                    posts.create_task(self._submit(shard, claimed_at))  # takes the lane along
+                    self.pacer.handed_over()
+
+    async def _enter_start(self) -> bool:
+        """The start's rate token and lane, taken before its claim; False (slot given back)
+        when a stop came meanwhile."""
+        await self.pacer.enter()
+        if self._stopping.is_set():
+            self.pacer.leave()
+            self._release_slot()
+            return False
+        return True
 
     def _idle(self) -> bool:
         return (
@@ -277,6 +287,7 @@ class Executor:
         try:
             await self._start(shard, claimed_at)
         finally:
+            self.pacer.leave()
             self._posts -= 1
             self._wake.set()
 
@@ -545,6 +556,10 @@ class Executor:
         prefix = f"shard {shard_id}: " if shard_id is not None else ""
         self.errors.append(prefix + message)
         log.warning("error", shard=shard_id, message=message)
+
+
+async def _no_wait(family: str) -> None:
+    return None
 
 
 def _finite(value: float | None) -> float | None:

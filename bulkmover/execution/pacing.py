@@ -1,34 +1,85 @@
-"""Rate tokens taken before a shard is claimed, so its claim is stamped when its POST leaves.
+"""Starts paced so that a lost answer can always be matched to its operation.
 
-The client waits for the family's rate limiter before every attempt (``before_request``). For a
-start that would put the wait between the claim (committed with its time) and the POST: a start
-whose answer is lost, or a run killed then, would have a window of seconds in which its
-operation may have been created, and windows that overlap cannot be told apart (see
-``ambiguity``). So the executor takes the start's token first (``prepay``), claims, and the
-client's first attempt spends the prepaid token instead of waiting. Every attempt still costs
-exactly one token.
+The API does not echo a start's request in the operation it creates, so what ties a start whose
+answer was lost (a reset, a timeout, a kill) to its operation is time: the operation was created
+between the claim and the answer (see ``ambiguity``). Two starts unanswered at once have
+overlapping windows and cannot be told apart. So:
+
+- the start's rate token is taken *before* the claim is committed (``enter``), not in the
+  client's ``before_request`` after it, so the claim's time is when the POST leaves;
+- at most ``lanes`` start attempts are unanswered at once (default 1): a lane is taken before the
+  claim and given back when the attempt's answer (or failure) comes, not across the client's
+  backoff. With one lane a kill leaves at most one start unanswered, and every lost start's
+  window holds no other start's. On the emulator one lane still starts 480 operations a second.
+
+Retries inside the client (a 429 refusal, say) take a token and a lane of their own. Which
+attempt already holds them is kept in a context variable, which each start's task inherits from
+the submitter at ``create_task`` time and changes only in its own copy.
+
+    pacer = StartPacer(limits.acquire_request)
+    client = HealthcareClient(before_request=pacer.before_request)
+    client.listeners.append(pacer.on_response)
+    await pacer.enter(); claim(shard); task = create_task(start(shard))  # inherits the lane
+    ... in that task: try: await kind.start(...) finally: pacer.leave()
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
+from enum import Enum
+
+from bulkmover.healthcare.stats import Family, RequestEvent
+
+START = Family.LRO_START
+
+
+class _Held(Enum):
+    PREPAID = "prepaid"  # token and lane taken for this start's first attempt, not yet sent
+    SENDING = "sending"  # an attempt is out: the lane is given back when it is answered
+
+
+_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("start_lane", default=None)
 
 
 class StartPacer:
-    """``HealthcareClient(before_request=pacer.before_request)``; ``await pacer.prepay(f)``."""
+    """Rate tokens and start lanes for the client's ``before_request`` hook and listeners."""
 
-    def __init__(self, acquire: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, acquire: Callable[[str], Awaitable[None]], lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
         self._acquire = acquire
-        self._credits: Counter[str] = Counter()
+        self._lanes = asyncio.Semaphore(lanes)
 
-    async def prepay(self, family: str) -> None:
-        """Wait for one token of ``family`` now; the next attempt in that family spends it."""
-        await self._acquire(family)
-        self._credits[family] += 1
+    async def enter(self) -> None:
+        """Take a start's token and lane now; the next start task created here inherits them."""
+        await self._acquire(START)
+        await self._lanes.acquire()
+        _held.set(_Held.PREPAID)
+
+    def handed_over(self) -> None:
+        """The submitter created the start's task (which has its own copy): forget it here."""
+        _held.set(None)
 
     async def before_request(self, family: str) -> None:
-        if self._credits[family] > 0:
-            self._credits[family] -= 1
+        if family != START:
+            await self._acquire(family)
+            return
+        if _held.get() is _Held.PREPAID:
+            _held.set(_Held.SENDING)
             return
         await self._acquire(family)
+        await self._lanes.acquire()
+        _held.set(_Held.SENDING)
+
+    def on_response(self, event: RequestEvent) -> None:
+        """Client listener: a start attempt was answered (or failed): its lane is free."""
+        if event.family == START and _held.get() is _Held.SENDING:
+            self.leave()
+
+    def leave(self) -> None:
+        """Give back the lane this task holds, if any (after the start, whatever happened)."""
+        if _held.get() is not None:
+            _held.set(None)
+            self._lanes.release()

@@ -84,7 +84,7 @@ async def execute(
     store = StateStore.open(config.state, create=False)
     try:
         limits = build_limits(config, options)
-        pacer = StartPacer(limits.acquire_request)
+        pacer = StartPacer(limits.acquire_request, lanes=config.run.concurrent_starts)
         credentials = await load_credentials(config.credentials.kind, config.credentials.key_file)
         client = HealthcareClient(
             endpoint=config.target.endpoint or DEFAULT_ENDPOINT,
@@ -104,7 +104,7 @@ async def execute(
                 pacer=pacer,
                 on_snapshot=board,
             )
-            client.listeners.append(executor.on_response)
+            client.listeners.extend((pacer.on_response, executor.on_response))
             return await _with_signals(executor)
     finally:
         store.close()

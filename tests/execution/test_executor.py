@@ -22,6 +22,7 @@ from bulkmover.errors import ApiError
 from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
 from bulkmover.execution.kinds import ImportKind, Judgement, OperationKind, Outcome, judge_error
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings
+from bulkmover.execution.pacing import StartPacer
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.operations import EXPORT_METHOD, IMPORT_METHOD, Operation, OperationRef
 from bulkmover.healthcare.resources import StorePath
@@ -106,16 +107,17 @@ async def _run(
     limits = AdaptiveLimits(
         LimitSettings(max_concurrency=max_ops, cooldown=1.0, recovery_interval=1.0)
     )
+    pacer = StartPacer(limits.acquire_request)
     async with HealthcareClient(
         endpoint=hc_url,
         retry=RetryPolicy(base_delay=0.05, max_delay=0.5),
-        before_request=limits.acquire_request,
+        before_request=pacer.before_request,
     ) as client:
         executor = Executor(
             ledger, client, limits, kind or ImportKind(store),
-            ExecutorSettings(retry_base=0.05, retry_cap=0.2),
+            ExecutorSettings(retry_base=0.05, retry_cap=0.2), pacer=pacer,
         )  # fmt: skip
-        client.listeners.append(executor.on_response)
+        client.listeners.extend((pacer.on_response, executor.on_response))
         return await executor.run()
 
 
