@@ -250,11 +250,11 @@ def _events(config: Path, kind: str) -> list[str]:
 
 
 def test_kill9_in_the_middle_of_starts_imports_no_shard_twice(tmp_path: Path) -> None:
-    """Every request takes 0.4 s on the server, so starts are in flight at any moment: each
-    kill leaves claimed shards whose operation the server creates after the client died. The
-    next run must find and adopt those operations, not start second ones."""
+    """Every answer comes 0.4 s after its effect, so a start is usually unanswered when the kill
+    lands: its operation runs on the server, unknown to the state file. The next run must find
+    and adopt that operation, not start a second one."""
     cloud, config = seeded_cloud(
-        tmp_path, "--latency", "0.4", "--operation-time", "1.0", "--seed", "4", per_shard=4
+        tmp_path, "--answer-latency", "0.4", "--operation-time", "1.0", "--seed", "4", per_shard=4
     )
     rng = random.Random(77)
     try:

@@ -99,6 +99,8 @@ async def _guarded(svc: Service, request: web.Request, handler: Handler) -> web.
                 Code.UNAVAILABLE, "The service is currently unavailable (injected by --fault-rate)."
             )
     response = await handler(request)
+    if knobs.answer_latency > 0:
+        await asyncio.sleep(knobs.answer_latency)
     if fault:
         _reset(request)  # the answer below goes nowhere: the socket is gone
     return response

@@ -66,6 +66,12 @@ class HealthcareRealism(BaseModel):
         "UNAVAILABLE error part way through (what they stored so far stays)",
     )
     latency: float = Field(0.0, ge=0, description="seconds added to every request")
+    answer_latency: float = Field(
+        0.0,
+        ge=0,
+        description="seconds added to every answer after its effect took place (an operation "
+        "started by a client that dies or gives up meanwhile runs, unknown to it)",
+    )
     require_auth: bool = Field(
         False, description="answer 401 UNAUTHENTICATED without an 'Authorization: Bearer' header"
     )

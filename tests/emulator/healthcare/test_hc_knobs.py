@@ -161,6 +161,25 @@ async def test_operation_speed_time_and_latency(
     assert counter(op)["success"] == 10 and duration(op) >= 1.0
 
 
+async def test_answer_latency_starts_the_operation_of_a_client_that_gave_up(
+    start_hc: StartHc, http: aiohttp.ClientSession, gcs_emulator: RunningServer
+) -> None:
+    bucket = await _bucket_of(http, gcs_emulator, 2, seed=48)
+    hc = Hc(start_hc("--answer-latency", "2.0").url, http)
+    store = await hc.create_store()
+    body = {"gcsSource": {"uri": f"gs://{bucket}/**"}}
+    url = f"{hc.url}/v1/{store}:import"
+    timeout = aiohttp.ClientTimeout(total=0.5)
+    try:
+        async with http.post(url, json=body, timeout=timeout) as resp:
+            raise AssertionError(f"answered within 0.5 s: {resp.status}")
+    except TimeoutError:
+        pass  # the client gave up: it never learns the operation's name
+    await asyncio.sleep(0.5)
+    imports = [o for o in await hc.admin_operations() if o["method"] == "ImportDicomData"]
+    assert [o["request"] for o in imports] == [body]  # the effect took place all the same
+
+
 def test_knob_errors_are_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bulkmover.emulator.healthcare", "--data-dir", "/nonexistent-x",
