@@ -134,6 +134,7 @@ class Executor:
             adopt=self._adopt,
             resend=self._resend,
             note=self._note_error,
+            quiet=self.pacer.quiet,
         )
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()

@@ -7,10 +7,14 @@ overlapping windows and cannot be told apart. So:
 
 - the start's rate token is taken *before* the claim is committed (``enter``), not in the
   client's ``before_request`` after it, so the claim's time is when the POST leaves;
-- at most ``lanes`` start attempts are unanswered at once (default 1): a lane is taken before the
-  claim and given back when the attempt's answer (or failure) comes, not across the client's
-  backoff. With one lane a kill leaves at most one start unanswered, and every lost start's
-  window holds no other start's. On the emulator one lane still starts 480 operations a second.
+- at most ``lanes`` starts are between claim and recorded answer at once (default 1): a lane is
+  taken before the claim and given back once the answer (the operation's name) is committed, or
+  the start failed; during the client's backoff before a retry it is given back too (a retried
+  start provably started nothing). With one lane a kill leaves at most one start unanswered,
+  and every lost start's window holds no other start's. On the emulator one lane still starts
+  480 operations a second;
+- ``quiet()`` takes every lane, so while the operations are listed to resolve lost starts, every
+  operation this run started has its name recorded: an unknown one is a lost start's.
 
 Retries inside the client (a 429 refusal, say) take a token and a lane of their own. Which
 attempt already holds them is kept in a context variable, which each start's task inherits from
@@ -26,8 +30,9 @@ the submitter at ``create_task`` time and changes only in its own copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
 
 from bulkmover.healthcare.stats import Family, RequestEvent
@@ -51,6 +56,7 @@ class StartPacer:
             raise ValueError("lanes must be at least 1")
         self._acquire = acquire
         self._lanes = asyncio.Semaphore(lanes)
+        self._count = lanes
 
     async def enter(self) -> None:
         """Take a start's token and lane now; the next start task created here inherits them."""
@@ -74,9 +80,23 @@ class StartPacer:
         _held.set(_Held.SENDING)
 
     def on_response(self, event: RequestEvent) -> None:
-        """Client listener: a start attempt was answered (or failed): its lane is free."""
-        if event.family == START and _held.get() is _Held.SENDING:
+        """Client listener: a start attempt the client will retry started nothing; its lane is
+        free during the backoff. A final answer keeps the lane until ``leave``."""
+        if event.family == START and event.retrying and _held.get() is _Held.SENDING:
             self.leave()
+
+    @contextlib.asynccontextmanager
+    async def quiet(self) -> AsyncIterator[None]:
+        """Every lane: no start is under way (its name uncommitted) inside this block."""
+        taken = 0
+        try:
+            for _ in range(self._count):
+                await self._lanes.acquire()
+                taken += 1
+            yield
+        finally:
+            for _ in range(taken):
+                self._lanes.release()
 
     def leave(self) -> None:
         """Give back the lane this task holds, if any (after the start, whatever happened)."""

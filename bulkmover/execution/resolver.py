@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,12 +60,14 @@ class StartResolver:
         adopt: Adopt,
         resend: Resend,
         note: Callable[[int | None, str], None],
+        quiet: Callable[[], AbstractAsyncContextManager[None]],
     ) -> None:
         self.client = client
         self.kind = kind
         self.ledger = ledger
         self.settings = settings
         self._adopt, self._resend, self._note = adopt, resend, note
+        self.quiet = quiet
         self._pending: dict[int, _Unresolved] = {}
         self._wake = asyncio.Event()
         self._next_look = 0.0
@@ -103,9 +106,14 @@ class StartResolver:
             self._next_look = time.monotonic() + self.settings.every
 
     async def look(self) -> None:
-        """One pass: list, match, act on what is decided."""
+        """One pass: list, match, act on what is decided. No start of this run is under way
+        meanwhile (``quiet``): an operation it created but not yet recorded would look lost."""
         if not self._pending:
             return
+        async with self.quiet():
+            await self._look()
+
+    async def _look(self) -> None:
         starts = [u.start for u in self._pending.values()]
         ops = await operations_started_since(
             self.client,

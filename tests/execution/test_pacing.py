@@ -22,6 +22,13 @@ def answered(status: int | None = 200, family: Family = Family.LRO_START) -> Req
     return RequestEvent(family, "dicomStores.import", status, 1, status == 429, 0.01)
 
 
+async def enter_within(pacer: StartPacer, seconds: float = 1.0) -> None:
+    """``enter`` in this task (``wait_for`` would run it in a task of its own, whose context
+    keeps the lane)."""
+    async with asyncio.timeout(seconds):
+        await pacer.enter()
+
+
 async def attempt(pacer: StartPacer, status: int | None = 200) -> None:
     """What the client does for one attempt: the hook, the request, the listener."""
     await pacer.before_request(Family.LRO_START)
@@ -55,32 +62,76 @@ async def test_a_retried_start_attempt_takes_a_token_of_its_own() -> None:
     assert tokens.taken == [Family.LRO_START, Family.LRO_START]
 
 
-async def test_with_one_lane_a_second_start_waits_until_the_first_is_answered_not_ended() -> None:
+async def test_with_one_lane_a_second_start_waits_until_the_first_answer_is_recorded() -> None:
     pacer = StartPacer(Tokens(), lanes=1)
-    answer = asyncio.Event()
-    after_answer = asyncio.Event()
-    order: list[str] = []
+    answered_event = asyncio.Event()
+    recorded = asyncio.Event()
 
     async def first() -> None:
-        await pacer.before_request(Family.LRO_START)
-        await answer.wait()
-        pacer.on_response(answered())
-        order.append("first answered")
-        await after_answer.wait()  # e.g. committing the name, polling...
+        await attempt(pacer, 200)  # answered: the operation's name is in hand
+        answered_event.set()
+        await recorded.wait()  # committing the name
         pacer.leave()
 
     await pacer.enter()
     task = asyncio.create_task(first())
     pacer.handed_over()
     second = asyncio.create_task(pacer.enter())
+    await answered_event.wait()
     await asyncio.sleep(0.01)
-    assert not second.done(), "a second start went out while the first was unanswered"
-    answer.set()
-    await second
-    order.append("second entered")
-    after_answer.set()
+    assert not second.done(), "a second start went out before the first answer was recorded"
+    recorded.set()
+    await asyncio.wait_for(second, 1.0)
     await task
-    assert order == ["first answered", "second entered"]
+    pacer.leave()
+
+
+async def test_a_refused_start_frees_its_lane_during_the_clients_backoff() -> None:
+    pacer = StartPacer(Tokens(), lanes=1)
+    retry = asyncio.Event()
+
+    async def refused_then_accepted() -> None:
+        await pacer.before_request(Family.LRO_START)
+        pacer.on_response(answered(429))  # the client will retry after Retry-After
+        await retry.wait()
+        await attempt(pacer, 200)
+        pacer.leave()
+
+    await pacer.enter()
+    task = asyncio.create_task(refused_then_accepted())
+    pacer.handed_over()
+    await enter_within(pacer)  # another start goes out during the backoff
+    blocked = asyncio.create_task(pacer.before_request(Family.LRO_START))
+    pacer.leave()
+    retry.set()
+    await asyncio.wait_for(task, 1.0)
+    await asyncio.wait_for(blocked, 1.0)
+    pacer.leave()
+
+
+async def test_quiet_waits_for_every_start_under_way_and_holds_new_ones() -> None:
+    pacer = StartPacer(Tokens(), lanes=2)
+    await pacer.enter()
+    pacer.handed_over()  # (the start itself would run in its own task)
+    entered = asyncio.Event()
+    listing = asyncio.Event()
+
+    async def resolver() -> None:
+        async with pacer.quiet():
+            entered.set()
+            await listing.wait()
+
+    quiet = asyncio.create_task(resolver())
+    await asyncio.sleep(0.01)
+    assert not entered.is_set(), "listed while a start was under way"
+    pacer._lanes.release()  # that start recorded its answer
+    await asyncio.wait_for(entered.wait(), 1.0)
+    newcomer = asyncio.create_task(pacer.enter())
+    await asyncio.sleep(0.01)
+    assert not newcomer.done(), "a start went out during the listing"
+    listing.set()
+    await quiet
+    await asyncio.wait_for(newcomer, 1.0)
     pacer.leave()
 
 
@@ -98,7 +149,7 @@ async def test_a_start_that_failed_before_any_answer_gives_its_lane_back() -> No
     task = asyncio.create_task(broken())
     pacer.handed_over()
     await asyncio.gather(task, return_exceptions=True)
-    await asyncio.wait_for(pacer.enter(), 1.0)  # the lane is free again
+    await enter_within(pacer)  # the lane is free again
     pacer.leave()
 
 
