@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from bulkmover.healthcare.operations import Operation
 
-DEFAULT_SKEW = timedelta(seconds=5)
+DEFAULT_SKEW = timedelta(seconds=1)  # our clock against the server's createTime
 
 
 @dataclass(frozen=True)

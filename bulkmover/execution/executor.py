@@ -212,7 +212,7 @@ class Executor:
             self.ledger.event(shard.shard_id, "reattached", shard.operation)
         for shard in recovered.unresolved:
             self.limits.gate.occupy()  # its operation, if any, runs against the cap
-            self.resolver.add(shard, shard.submitted_at or 0.0, None)
+            self.resolver.add(shard, *shard.lost_window)
         if self.in_flight or recovered.unresolved:
             log.info(
                 "recovered", operations=len(self.in_flight), unresolved=len(recovered.unresolved)
@@ -312,7 +312,9 @@ class Executor:
             # The slot stays held: the operation may be running against the cap. Its window
             # opens when the last attempt left (earlier attempts provably started nothing).
             sent = exc.sent_at.timestamp() if isinstance(exc, OutcomeUnknownError) else claimed_at
-            self.resolver.add(shard, sent, time.time())
+            lost = time.time()
+            self.ledger.mark_start_lost(shard.shard_id, sent, lost, str(exc))
+            self.resolver.add(shard, sent, lost)
             return
         self._release_slot()
         if action == StartAction.REQUEUE:

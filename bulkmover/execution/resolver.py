@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from bulkmover.errors import ApiError
-from bulkmover.execution.ambiguity import Candidate, Start, match_starts
+from bulkmover.execution.ambiguity import DEFAULT_SKEW, Candidate, Start, match_starts
 from bulkmover.execution.kinds import OperationKind
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.operations import operations_started_since
@@ -33,7 +33,9 @@ class ResolverSettings:
     after: float = 2.0  # seconds from a start's failure to the first look
     every: float = 10.0  # seconds between looks while some stay undecided
     deadline: float = 300.0  # then an undecided start is sent again whatever the candidates do
-    skew: timedelta = timedelta(seconds=5)  # between our clock and the server's createTime
+    # Between our clock and the server's createTime (both NTP-kept). Wider windows overlap
+    # lost starts' neighbours and leave more undecided; a start's own window is exact.
+    skew: timedelta = DEFAULT_SKEW
 
 
 @dataclass

@@ -31,7 +31,7 @@ from bulkmover.state.transaction import transaction
 TERMINAL = (ShardState.DONE, ShardState.FAILED)
 _COLUMNS = (
     "id, uri, objects, bytes, state, operation, attempts, not_before, submitted_at, ended_at, "
-    "success, failure, error, drift"
+    "success, failure, error, drift, start_sent_at, start_lost_at"
 )
 
 
@@ -55,12 +55,23 @@ class ShardRun:
     failure: int
     error: str | None
     drift: bool
+    start_sent_at: float | None = None
+    """A start whose answer was lost: when its last attempt left (epoch seconds) ..."""
+    start_lost_at: float | None = None
+    """... and when its failure came back; its operation, if any, was created in between."""
+
+    @property
+    def lost_window(self) -> tuple[float, float | None]:
+        """Where a lost start's operation may have been created: from the last attempt's send
+        (else the claim) to the failure (None: open, the run died with the start in flight)."""
+        sent = self.start_sent_at if self.start_sent_at is not None else self.submitted_at
+        return (sent or 0.0, self.start_lost_at)
 
     @classmethod
     def from_row(cls, row: Any) -> ShardRun:
         return cls(
             row[0], row[1], row[2], row[3], ShardState(row[4]), row[5], row[6], row[7],
-            row[8], row[9], row[10], row[11], row[12], bool(row[13]),
+            row[8], row[9], row[10], row[11], row[12], bool(row[13]), row[14], row[15],
         )  # fmt: skip
 
 
@@ -158,7 +169,8 @@ class RunLedger:
         with self._tx():
             self.conn.execute(
                 "UPDATE shards SET state='running', operation=NULL, attempts=attempts+1, "
-                "submitted_at=?, success=0, failure=0, error=NULL WHERE id=?",
+                "submitted_at=?, success=0, failure=0, error=NULL, start_sent_at=NULL, "
+                "start_lost_at=NULL WHERE id=?",
                 (self._now(), shard_id),
             )
 
@@ -166,6 +178,15 @@ class RunLedger:
         """The POST answered: commit the operation name before anything else happens."""
         with self._tx():
             self._attach(shard_id, operation)
+
+    def mark_start_lost(self, shard_id: int, sent_at: float, lost_at: float, reason: str) -> None:
+        """The start's answer was lost (it stays claimed, resolving): keep its window."""
+        with self._tx():
+            self.conn.execute(
+                "UPDATE shards SET start_sent_at=?, start_lost_at=?, error=? WHERE id=?",
+                (sent_at, lost_at, reason, shard_id),
+            )
+            self._event(shard_id, "start-lost", reason)
 
     def adopt(self, shard_id: int, operation: str, reason: str) -> None:
         """A resolving shard's lost POST did start ``operation``: attach it, say why."""

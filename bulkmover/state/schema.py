@@ -104,6 +104,12 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: a start whose answer was lost keeps the window its operation may have been created in
+    # (last attempt sent .. failure seen), so a resumed run matches it as tightly as this one.
+    """
+    ALTER TABLE shards ADD COLUMN start_sent_at REAL;
+    ALTER TABLE shards ADD COLUMN start_lost_at REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

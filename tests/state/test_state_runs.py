@@ -225,3 +225,24 @@ def test_recovery_leaves_nameless_shards_running_to_be_resolved(tmp_path: Path) 
         again = runs.recover_interrupted()
         assert ([s.shard_id for s in again.running], again.unresolved) == ([1, 2], [])
         assert len(runs.recent_events(kinds=("resume",))) == 1
+
+
+def test_a_lost_starts_window_survives_a_crash_and_a_new_claim_clears_it(tmp_path: Path) -> None:
+    with planned_store(tmp_path / "s.db") as store:
+        runs = store.runs
+        runs.claim(1)
+        claimed = runs.shards_in(ShardState.RUNNING)[0].submitted_at
+        runs.mark_start_lost(1, 1000.5, 1001.25, "connection reset after sending")
+        runs.claim(2)  # killed with this one in flight: no window end
+    with StateStore.open(tmp_path / "s.db") as store:
+        runs = store.runs
+        lost, in_flight = runs.recover_interrupted().unresolved
+        assert lost.lost_window == (1000.5, 1001.25)
+        assert in_flight.lost_window == (in_flight.submitted_at, None)
+        assert claimed is not None and in_flight.submitted_at is not None
+        assert [e.kind for e in runs.recent_events(kinds=("start-lost",))] == ["start-lost"]
+        runs.requeue(1, 0.0, "none started")
+        runs.claim(1)
+        (again,) = [s for s in runs.shards_in(ShardState.RUNNING) if s.shard_id == 1]
+        assert (again.start_sent_at, again.start_lost_at) == (None, None)
+        assert again.lost_window == (again.submitted_at, None)
