@@ -7,10 +7,13 @@ for the data (import skips stored instances) but leaves the first operation runn
 the shard imported twice. So the executor lists the dataset's operations and adopts what it finds.
 
 The API does not echo the request: an operation's metadata has its method and ``createTime``,
-not the URI it imports. What ties an operation to a start is time: a start sent at ``sent_at``
-and answered (with a failure) at ``settled_at`` can only have created an operation in between
-(give or take clock ``skew``). ``match_starts`` is the pure part, sound under one assumption (the
-unknown operations of this method in the dataset since the earliest start are ours):
+not the URI it imports. What ties an operation to a start is time: a start sent at ``sent`` whose
+failure came back at ``lost`` can only have created an operation in between. ``createTime`` is
+on the server's clock, so the window is carried over with the offset between the clocks, which
+the run measures itself (``clock_offset``): every operation it started and recorded was created
+between its claim and the record of its answer, which brackets the offset; many operations
+bracket it to a few milliseconds. ``match_starts`` is the pure part, sound under one assumption
+(the unknown operations of this method in the dataset since the earliest start are ours):
 
 1. A start with no candidate in its window started nothing: send it again.
 2. Repeatedly, a candidate inside exactly one start's window is that start's operation (a start
@@ -29,23 +32,55 @@ unknown operations of this method in the dataset since the earliest start are ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bulkmover.healthcare.operations import Operation
 
-DEFAULT_SKEW = timedelta(seconds=1)  # our clock against the server's createTime
+#: The clock offset assumed when the run has no recorded operation to measure it from.
+DEFAULT_SKEW = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
 class Start:
-    """A start whose outcome is unknown."""
+    """A start whose outcome is unknown, with its window on the server's clock."""
 
     shard_id: int
-    sent_at: datetime  # UTC; no later than the POST left (the claim's commit)
-    settled_at: datetime | None  # when its failure came back; None: never (killed)
+    earliest: datetime  # its operation, if any, was created at or after this ...
+    latest: datetime | None  # ... and at or before this (None: no bound, the run died)
     expected: int  # units the shard's operation would report
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """An operation the run started and recorded: created between ``sent`` and ``answered``
+    (epoch seconds, our clock) at ``created`` (the server's clock)."""
+
+    created: datetime
+    sent: float
+    answered: float
+
+
+def clock_offset(anchors: Iterable[Anchor]) -> tuple[float, float] | None:
+    """Bounds (lo, hi) of server clock minus ours, in seconds; None when there is nothing to
+    measure, or the bounds contradict each other (a clock jumped)."""
+    lo, hi = -math.inf, math.inf
+    for a in anchors:
+        at = a.created.timestamp()
+        lo, hi = max(lo, at - a.answered), min(hi, at - a.sent)
+    return (lo, hi) if lo <= hi and not math.isinf(lo) else None
+
+
+def server_window(
+    sent: float, lost: float | None, offset: tuple[float, float] | None, skew: timedelta
+) -> tuple[datetime, datetime | None]:
+    """Where, on the server's clock, an operation created between ``sent`` and ``lost`` (our
+    clock) has its createTime."""
+    lo, hi = offset if offset is not None else (-skew.total_seconds(), skew.total_seconds())
+    earliest = datetime.fromtimestamp(sent + lo, UTC)
+    return earliest, None if lost is None else datetime.fromtimestamp(lost + hi, UTC)
 
 
 @dataclass(frozen=True)
@@ -73,21 +108,19 @@ class Matching:
     orphans: list[str] = field(default_factory=list)  # candidates of undecided clusters
 
 
-def _inside(created: datetime | None, start: Start, skew: timedelta) -> bool:
+def _inside(created: datetime | None, start: Start) -> bool:
     if created is None:
         return True  # no time: it could be anyone's
-    if created < start.sent_at - skew:
+    if created < start.earliest:
         return False
-    return start.settled_at is None or created <= start.settled_at + skew
+    return start.latest is None or created <= start.latest
 
 
-def match_starts(
-    starts: Sequence[Start], candidates: Iterable[Candidate], skew: timedelta = DEFAULT_SKEW
-) -> Matching:
+def match_starts(starts: Sequence[Start], candidates: Iterable[Candidate]) -> Matching:
     """Pair unknown-outcome starts with the operations they may have created (see the module)."""
     pool = {c.name: c for c in candidates}
     edges: dict[int, set[str]] = {
-        s.shard_id: {n for n, c in pool.items() if _inside(c.created, s, skew)} for s in starts
+        s.shard_id: {n for n, c in pool.items() if _inside(c.created, s)} for s in starts
     }
     result = Matching()
     for shard_id, names in edges.items():
@@ -157,7 +190,7 @@ def _pair_cluster(
         return
     never = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(candidates, key=lambda c: (c.created or never, c.name))
-    in_order = sorted(starts, key=lambda s: (s.sent_at, s.shard_id))
+    in_order = sorted(starts, key=lambda s: (s.earliest, s.shard_id))
     for start, cand in zip(in_order, ordered, strict=True):
         result.adopted[start.shard_id] = cand.name
         result.by_order.add(start.shard_id)

@@ -14,15 +14,23 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
 from bulkmover.errors import ApiError
-from bulkmover.execution.ambiguity import DEFAULT_SKEW, Candidate, Start, match_starts
+from bulkmover.execution.ambiguity import (
+    DEFAULT_SKEW,
+    Anchor,
+    Candidate,
+    Start,
+    clock_offset,
+    match_starts,
+    server_window,
+)
 from bulkmover.execution.kinds import OperationKind
 from bulkmover.healthcare.client import HealthcareClient
-from bulkmover.healthcare.operations import operations_started_since
+from bulkmover.healthcare.operations import Operation, iter_operations
 from bulkmover.state.runs import RunLedger, ShardRun
 
 log = structlog.get_logger("bulkmover.resolver")
@@ -33,15 +41,15 @@ class ResolverSettings:
     after: float = 2.0  # seconds from a start's failure to the first look
     every: float = 10.0  # seconds between looks while some stay undecided
     deadline: float = 300.0  # then an undecided start is sent again whatever the candidates do
-    # Between our clock and the server's createTime (both NTP-kept). Wider windows overlap
-    # lost starts' neighbours and leave more undecided; a start's own window is exact.
+    # The clock offset assumed before the run has recorded an operation to measure it from.
     skew: timedelta = DEFAULT_SKEW
 
 
 @dataclass
 class _Unresolved:
     shard: ShardRun
-    start: Start
+    sent: float  # epoch seconds, our clock
+    lost: float | None
     since: float  # monotonic, when it became ambiguous
 
 
@@ -77,16 +85,10 @@ class StartResolver:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, shard: ShardRun, sent_at: float, settled_at: float | None) -> None:
-        """A start of ``shard`` whose answer was lost: claimed at ``sent_at`` (epoch seconds),
-        failed at ``settled_at`` (None: in flight when an earlier run stopped)."""
-        start = Start(
-            shard.shard_id,
-            datetime.fromtimestamp(sent_at, UTC),
-            None if settled_at is None else datetime.fromtimestamp(settled_at, UTC),
-            shard.expected,
-        )
-        self._pending[shard.shard_id] = _Unresolved(shard, start, time.monotonic())
+    def add(self, shard: ShardRun, sent_at: float, lost_at: float | None) -> None:
+        """A start of ``shard`` whose answer was lost: its last attempt left at ``sent_at``
+        (epoch seconds), its failure came at ``lost_at`` (None: in flight when a run died)."""
+        self._pending[shard.shard_id] = _Unresolved(shard, sent_at, lost_at, time.monotonic())
         self._next_look = max(self._next_look, time.monotonic() + self.settings.after)
         self._wake.set()
 
@@ -113,20 +115,35 @@ class StartResolver:
         if not self._pending:
             return
         async with self.quiet():
-            await self._look()
+            ops = await iter_operations(self.client, self.kind.store.dataset, page_size=1000)
+            self._decide(ops)
 
-    async def _look(self) -> None:
-        starts = [u.start for u in self._pending.values()]
-        ops = await operations_started_since(
-            self.client,
-            self.kind.store.dataset,
-            min(s.sent_at for s in starts),
-            api_method=self.kind.api_method,
-            known=self.ledger.known_operations(),
-            skew=self.settings.skew,
-        )
-        candidates = {op.name: Candidate.of(op) for op in ops}
-        matching = match_starts(starts, candidates.values(), self.settings.skew)
+    def _decide(self, ops: list[Operation]) -> None:
+        times = self.ledger.operation_times()
+        anchors = [
+            Anchor(op.metadata.create_time, sent, answered)
+            for op in ops
+            if op.name in times
+            and op.metadata.create_time is not None
+            and (sent := times[op.name][0]) is not None
+            and (answered := times[op.name][1]) is not None
+        ]
+        offset = clock_offset(anchors)
+        starts = [
+            Start(u.shard.shard_id, *server_window(u.sent, u.lost, offset, self.settings.skew),
+                  u.shard.expected)
+            for u in self._pending.values()
+        ]  # fmt: skip
+        since = min(s.earliest for s in starts)
+        wanted = self.kind.api_method.rsplit(".", 1)[-1]
+        candidates = {
+            op.name: Candidate.of(op)
+            for op in ops
+            if op.name not in times
+            and (op.metadata.api_method_name or "").rsplit(".", 1)[-1] == wanted
+            and (op.metadata.create_time is None or op.metadata.create_time >= since)
+        }
+        matching = match_starts(starts, candidates.values())
         for sid, name in matching.adopted.items():
             how = "paired by time order in a cluster" if sid in matching.by_order else "matched"
             self._adopt(self._pending.pop(sid).shard, name, f"start outcome unknown; {how}")

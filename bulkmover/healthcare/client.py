@@ -9,8 +9,9 @@ Starting an operation is not idempotent, so import/export POSTs are re-sent only
 proves no operation started (no connection was made, or an answer in
 ``RetryPolicy.not_started_statuses``: 429 and 503 by default). After a connection lost or a
 timeout once the request was sent, or another 5xx answer, the client raises
-``OutcomeUnknownError`` (retriable, with ``sent_at``): the caller looks for the operation with
-``operations_started_since`` before it resubmits, so a resumed run does not start work twice.
+``OutcomeUnknownError`` (retriable, with ``sent_at``): the caller looks for the operation before
+it resubmits (the executor's ``execution.resolver``; ``operations_started_since`` for one start),
+so no shard is imported by two operations.
 
 The executor sees every attempt: ``before_request(family)`` is awaited before each one (plug a rate
 limiter in), every callable in ``listeners`` gets its ``RequestEvent`` after each, and ``stats``

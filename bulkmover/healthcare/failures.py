@@ -41,8 +41,9 @@ class OutcomeUnknownError(ApiError):
 
     Raised instead of re-sending an import/export POST after a connection loss or timeout once the
     request was sent, or a 500/502/504 answer. ``sent_at`` (UTC) bounds the possible operation's
-    ``createTime``: resolve with ``operations_started_since(client, dataset, sent_at, known=...)``
-    before resubmitting. Always ``retriable``.
+    ``createTime``: find the operation before resubmitting (the executor's resolver, or
+    ``operations_started_since(client, dataset, sent_at, known=...)`` for one start). Always
+    ``retriable``.
     """
 
     def __init__(self, message: str, *, call: Call, sent_at: datetime, status: int | None) -> None:

@@ -322,6 +322,12 @@ class RunLedger:
         """Every operation name ever recorded (any shard, any attempt, running or ended)."""
         return {row[0] for row in self.conn.execute("SELECT name FROM operations")}
 
+    def operation_times(self) -> dict[str, tuple[float | None, float]]:
+        """Every known operation's (claim of its start, record of its answer), epoch seconds:
+        its createTime lies between, on the server's clock."""
+        rows = self.conn.execute("SELECT name, sent_at, started_at FROM operations")
+        return {name: (sent, answered) for name, sent, answered in rows}
+
     def operation_count(self, shard_id: int) -> int:
         row = self.conn.execute("SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,))
         return int(row.fetchone()[0])
@@ -342,14 +348,11 @@ class RunLedger:
         )
 
     def _attach(self, shard_id: int, operation: str) -> None:
-        attempt = self.conn.execute(
-            "SELECT attempts FROM shards WHERE id=?", (shard_id,)
-        ).fetchone()[0]
         self.conn.execute("UPDATE shards SET operation=? WHERE id=?", (operation, shard_id))
         self.conn.execute(
-            "INSERT OR IGNORE INTO operations (name, shard_id, attempt, started_at) "
-            "VALUES (?, ?, ?, ?)",
-            (operation, shard_id, attempt, self._now()),
+            "INSERT OR IGNORE INTO operations (name, shard_id, attempt, started_at, sent_at) "
+            "SELECT ?, id, attempts, ?, submitted_at FROM shards WHERE id=?",
+            (operation, self._now(), shard_id),
         )
 
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:

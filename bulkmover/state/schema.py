@@ -105,10 +105,13 @@ MIGRATIONS: list[str] = [
     );
     """,
     # 3: a start whose answer was lost keeps the window its operation may have been created in
-    # (last attempt sent .. failure seen), so a resumed run matches it as tightly as this one.
+    # (last attempt sent .. failure seen), so a resumed run matches it as tightly as this one;
+    # an operation keeps when its start was claimed, which with ``started_at`` (its answer)
+    # brackets its createTime and so measures the server's clock against ours.
     """
     ALTER TABLE shards ADD COLUMN start_sent_at REAL;
     ALTER TABLE shards ADD COLUMN start_lost_at REAL;
+    ALTER TABLE operations ADD COLUMN sent_at REAL;
     """,
 ]
 

@@ -272,3 +272,33 @@ def test_a_systemic_judgement_stops_the_run_with_its_error_and_keeps_the_shard_q
     # Stopping means stopping: with one slot, nothing after the first shard was started.
     assert len(_imports(hc.url)) == 1
     assert all(s.state == ShardState.PENDING for s in ledger.iter_shards())
+
+
+def test_starts_whose_answers_are_lost_are_adopted_not_sent_again(tmp_path: Path) -> None:
+    """A third of the emulator's faults reset the connection after the import started: the
+    executor must find those operations instead of starting each shard a second time."""
+    gcs = start_gcs_emulator(tmp_path / "gcs")
+    hc = start_healthcare_emulator(tmp_path / "hc", gcs.url, "--fault-rate", "0.3", "--seed", "6")
+    try:
+        spec = CorpusSpec(studies=12, series_per_study=1, instances_per_series=2, seed=8)
+        asyncio.run(write_corpus("gs://pacs/dump", spec, storage_endpoint=gcs.url))
+        store = _make_store(hc.url)
+        shards = study_shards("pacs", "dump", spec)
+        ledger = planned_ledger(tmp_path / "state.db", shards)
+        result = asyncio.run(_run(ledger, hc.url, store, max_ops=4))
+        assert result.ok, result
+        assert result.totals.success == spec.instances
+        ops = _imports(hc.url)
+        history = [(e.shard_id, e.kind, e.detail) for e in ledger.recent_events(200)]
+        seen = [
+            (o["request"]["gcsSource"]["uri"][-30:], o["name"][-6:], o.get("createTime"))
+            for o in ops
+        ]
+        uris = sorted(o["request"]["gcsSource"]["uri"] for o in ops)
+        assert uris == sorted(uri for uri, _ in shards), (history, seen)  # one operation each
+        adopted = ledger.recent_events(100, kinds=("adopted",))
+        assert adopted, "no start lost its answer: the fault knob did not bite"
+        assert all(ledger.operation_count(s.shard_id) == 1 for s in ledger.iter_shards())
+    finally:
+        hc.stop()
+        gcs.stop()
