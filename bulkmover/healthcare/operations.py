@@ -113,14 +113,10 @@ class RpcStatus(_Wire):
         return f"{self.code_name}: {self.message}" if self.message else self.code_name
 
 
-class Operation(_Wire):
-    """A Healthcare long-running operation as ``operations.get``/``list`` return it."""
+class OperationName:
+    """``id`` and ``dataset`` of anything that carries an operation's full ``name``."""
 
     name: str
-    done: bool = False
-    metadata: OperationMetadata = OperationMetadata()
-    error: RpcStatus | None = None
-    response: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -129,6 +125,16 @@ class Operation(_Wire):
     @property
     def dataset(self) -> DatasetPath:
         return split_operation_name(self.name)[0]
+
+
+class Operation(_Wire, OperationName):
+    """A Healthcare long-running operation as ``operations.get``/``list`` return it."""
+
+    name: str
+    done: bool = False
+    metadata: OperationMetadata = OperationMetadata()
+    error: RpcStatus | None = None
+    response: dict[str, Any] | None = None
 
     @property
     def counter(self) -> ProgressCounter:
@@ -149,18 +155,10 @@ class Operation(_Wire):
 
 
 @dataclass(frozen=True)
-class OperationRef:
+class OperationRef(OperationName):
     """What starting an import/export returns: the operation's name (record it at once)."""
 
     name: str
-
-    @property
-    def id(self) -> str:
-        return self.name.rsplit("/", 1)[-1]
-
-    @property
-    def dataset(self) -> DatasetPath:
-        return split_operation_name(self.name)[0]
 
 
 class OperationsPage(NamedTuple):
