@@ -9,12 +9,15 @@ a unit test (``tests/execution/test_decisions.py``):
 - ``after_operation``: a judged operation leaves its shard done, failed, queued again or stops
   the run;
 - ``requeue_delay``: how long a requeued shard waits (full jitter, growing per attempt);
-- ``poll_by_list``: one ``operations.list`` for everything in flight, or a ``get`` each.
+- ``poll_by_list``: one ``operations.list`` for everything in flight, or a ``get`` each;
+- ``left_the_list``: which operations a ``done=false`` listing shows ended (their slots are
+  handed to the next start at once; the final ``get`` follows in the background).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -101,3 +104,11 @@ def requeue_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 def poll_by_list(in_flight: int) -> bool:
     return in_flight > LIST_POLL_THRESHOLD
+
+
+def left_the_list(watched: Iterable[str], listed: Collection[str]) -> list[str]:
+    """Operations watched before a complete ``done=false`` listing and absent from it: ended.
+
+    Only a listing that went through every page says so; a failed one says nothing.
+    """
+    return [name for name in watched if name not in listed]

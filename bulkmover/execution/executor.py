@@ -37,6 +37,7 @@ from bulkmover.execution.decisions import (
     Throttle,
     after_operation,
     after_start_error,
+    left_the_list,
     poll_by_list,
     requeue_delay,
     throttle_target,
@@ -408,8 +409,9 @@ class Executor:
             for tracked in by_name.values():
                 self._schedule(tracked)
             return
-        for name, tracked in by_name.items():
-            if name not in seen and tracked.shard.shard_id in self.in_flight:
+        for name in left_the_list(by_name, seen):
+            tracked = by_name[name]
+            if tracked.shard.shard_id in self.in_flight:
                 # Not running on the server any more: its slot is free for the next start now,
                 # while the final get (counters, error) is on its way.
                 self._free_slot(tracked)

@@ -14,6 +14,7 @@ from bulkmover.execution.decisions import (
     Throttle,
     after_operation,
     after_start_error,
+    left_the_list,
     poll_by_list,
     requeue_delay,
     throttle_target,
@@ -171,3 +172,11 @@ def test_the_requeue_delay_grows_per_attempt_within_the_cap() -> None:
 def test_many_operations_in_flight_are_polled_by_one_list_few_by_a_get_each() -> None:
     assert not poll_by_list(LIST_POLL_THRESHOLD)
     assert poll_by_list(LIST_POLL_THRESHOLD + 1)
+
+
+def test_an_operation_missing_from_a_done_false_listing_has_ended_and_frees_its_slot() -> None:
+    assert left_the_list(["a", "b", "c"], {"b", "x"}) == ["a", "c"]
+
+
+def test_a_listing_that_shows_every_watched_operation_frees_no_slot() -> None:
+    assert left_the_list(["a", "b"], {"a", "b", "z"}) == []
