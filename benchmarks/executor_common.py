@@ -69,6 +69,7 @@ class RunKnobs:
     probe_throughput: bool = False
     probe_window_seconds: float = 60.0
     max_attempts: int = 8
+    concurrent_starts: int = 1  # starts unanswered at once (1: lost starts always matched)
 
 
 def write_config(
@@ -102,6 +103,7 @@ def write_config(
             "probe_throughput": run.probe_throughput,
             "probe_window_seconds": run.probe_window_seconds,
             "max_attempts": run.max_attempts,
+            "concurrent_starts": run.concurrent_starts,
         },
         "credentials": {"kind": "anonymous"},
         "state": str(path.with_suffix(".db")),

@@ -16,7 +16,7 @@ the command's own elapsed time, both against the ideal; API calls per shard by q
 429s; the run process's CPU seconds per shard (``os.wait4`` of the ``bulkmover run`` child).
 
 Run: .venv/bin/python benchmarks/executor_makespan.py [--shards 10000] [--operation-time 8]
-     [--cap 400] [--over 2] [--runs told,discover] [--keep DIR]
+     [--cap 400] [--over 2] [--runs told,discover] [--concurrent-starts 1] [--keep DIR]
 Prints a markdown table.
 """
 
@@ -61,6 +61,12 @@ def main() -> None:
         "--over", type=float, default=2.0, help="the discover run allows this x C (default: 2)"
     )
     parser.add_argument("--runs", default="told,discover", help="which runs (default: both)")
+    parser.add_argument(
+        "--concurrent-starts",
+        type=int,
+        default=1,
+        help="the config's run.concurrent_starts (default 1, bulkmover's own default)",
+    )
     parser.add_argument("--keep", type=Path, help="keep configs, states and logs in this dir")
     args = parser.parse_args()
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -89,7 +95,11 @@ def main() -> None:
                 bucket="makespan",
                 dataset=name,
                 files_per_shard=1,
-                run=RunKnobs(max_operations_in_flight=allowed, requests_per_minute=HIGH_QUOTA),
+                run=RunKnobs(
+                    max_operations_in_flight=allowed,
+                    requests_per_minute=HIGH_QUOTA,
+                    concurrent_starts=args.concurrent_starts,
+                ),
             )
             t = time.monotonic()
             shards = plan(config)
