@@ -207,20 +207,24 @@ def test_interrupted_run_resumes_without_resubmitting(tmp_path: Path, how: int) 
         cloud.stop()
 
 
+def kill_runs(config: Path, rng: random.Random, *, times: int, after: tuple[float, float]) -> None:
+    """``bulkmover run`` killed with SIGKILL ``times`` times, each a random moment into it."""
+    for _ in range(times):
+        proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(rng.uniform(*after))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
 def test_kill9_at_random_moments_with_faults_ends_exactly_once(tmp_path: Path) -> None:
     """Repeated kill -9 while the server injects 5xx, resets and failed operations."""
     cloud, config = seeded_cloud(
         tmp_path, "--operation-time", "0.6", "--fault-rate", "0.05",
         "--failed-operation-rate", "0.15", "--seed", "9", per_shard=4,
     )  # fmt: skip
-    rng = random.Random(1234)
     try:
-        for _ in range(4):
-            proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)  # fmt: skip
-            time.sleep(rng.uniform(0.8, 3.0))
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        kill_runs(config, random.Random(1234), times=4, after=(0.8, 3.0))
         result = bulkmover("run", str(config), "--json", timeout=300)
         doc = status(config)
         states = Counter(s["state"] for s in doc["shards"])
@@ -266,14 +270,8 @@ def test_kill9_in_the_middle_of_starts_imports_no_shard_twice(tmp_path: Path) ->
     cloud, config = seeded_cloud(
         tmp_path, "--answer-latency", "0.4", "--operation-time", "1.0", "--seed", "4", per_shard=4
     )
-    rng = random.Random(77)
     try:
-        for _ in range(3):
-            proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)  # fmt: skip
-            time.sleep(rng.uniform(2.5, 4.0))
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        kill_runs(config, random.Random(77), times=3, after=(2.5, 4.0))
         result = bulkmover("run", str(config), "--json", timeout=300)
         assert result.returncode == 1, result.stderr  # the corpus's bad files
         doc = status(config)
