@@ -2,9 +2,10 @@
 
 ``ambiguity.match_starts`` decides; this runs it as one of the executor's tasks. Starts are
 gathered for ``settings.after`` seconds so that one ``operations.list`` pass answers for all of
-them (a kill can leave dozens), and so that the server's list has caught up with an operation
-created a moment ago. Starts it cannot decide yet wait for the candidates to progress (their
-sizes appear) or end, then are sent again; none waits past ``settings.deadline``.
+them (a kill leaves one per start lane, faults add more), and so that the server's list has
+caught up with an operation created a moment ago. Starts it cannot decide yet wait for the
+candidates to progress (their sizes appear) or end, then are sent again; none waits past
+``settings.deadline``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
-
-import structlog
 
 from bulkmover.errors import ApiError
 from bulkmover.execution.ambiguity import (
@@ -30,10 +29,8 @@ from bulkmover.execution.ambiguity import (
 )
 from bulkmover.execution.kinds import OperationKind
 from bulkmover.healthcare.client import HealthcareClient
-from bulkmover.healthcare.operations import Operation, iter_operations
+from bulkmover.healthcare.operations import Operation, iter_operations, same_method
 from bulkmover.state.runs import RunLedger, ShardRun
-
-log = structlog.get_logger("bulkmover.resolver")
 
 
 @dataclass(frozen=True)
@@ -135,12 +132,11 @@ class StartResolver:
             for u in self._pending.values()
         ]  # fmt: skip
         since = min(s.earliest for s in starts)
-        wanted = self.kind.api_method.rsplit(".", 1)[-1]
         candidates = {
             op.name: Candidate.of(op)
             for op in ops
             if op.name not in times
-            and (op.metadata.api_method_name or "").rsplit(".", 1)[-1] == wanted
+            and same_method(op.metadata.api_method_name, self.kind.api_method)
             and (op.metadata.create_time is None or op.metadata.create_time >= since)
         }
         matching = match_starts(starts, candidates.values())

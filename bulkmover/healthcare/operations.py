@@ -32,6 +32,12 @@ IMPORT_METHOD = "google.cloud.healthcare.v1.dicom.DicomService.ImportDicomData"
 EXPORT_METHOD = "google.cloud.healthcare.v1.dicom.DicomService.ExportDicomData"
 
 
+def same_method(name: str | None, method: str) -> bool:
+    """Whether an operation's ``apiMethodName`` is ``method``, by the last dotted part: the
+    package differs between v1 and v1beta1 (``...v1.dicom.DicomService.ImportDicomData``)."""
+    return (name or "").rsplit(".", 1)[-1] == method.rsplit(".", 1)[-1]
+
+
 class RpcCode(IntEnum):
     """google.rpc.Code, the ``code`` of a whole-operation error."""
 
@@ -313,13 +319,11 @@ async def operations_started_since(
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     cutoff = since - skew
-    wanted = api_method.rsplit(".", 1)[-1] if api_method else None
     result = []
     for op in await iter_operations(client, dataset, filter, page_size):
         if op.name in known_names:
             continue
-        method = op.metadata.api_method_name or ""
-        if wanted and method.rsplit(".", 1)[-1] != wanted:
+        if api_method and not same_method(op.metadata.api_method_name, api_method):
             continue
         created = op.metadata.create_time
         if created is not None and created < cutoff:
