@@ -83,7 +83,6 @@ async def test_with_one_lane_a_second_start_waits_until_the_first_answer_is_reco
     recorded.set()
     await asyncio.wait_for(second, 1.0)
     await task
-    pacer.leave()
 
 
 async def test_a_refused_start_frees_its_lane_during_the_clients_backoff() -> None:
@@ -106,7 +105,6 @@ async def test_a_refused_start_frees_its_lane_during_the_clients_backoff() -> No
     retry.set()
     await asyncio.wait_for(task, 1.0)
     await asyncio.wait_for(blocked, 1.0)
-    pacer.leave()
 
 
 async def test_quiet_waits_for_every_start_under_way_and_holds_new_ones() -> None:
@@ -132,7 +130,6 @@ async def test_quiet_waits_for_every_start_under_way_and_holds_new_ones() -> Non
     listing.set()
     await quiet
     await asyncio.wait_for(newcomer, 1.0)
-    pacer.leave()
 
 
 async def test_a_start_that_failed_before_any_answer_gives_its_lane_back() -> None:
@@ -165,4 +162,3 @@ async def test_other_families_take_tokens_and_no_lane() -> None:
     assert not second.done()  # the polling answer did not free the start's lane
     pacer.leave()
     await second
-    pacer.leave()
