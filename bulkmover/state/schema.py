@@ -113,6 +113,42 @@ MIGRATIONS: list[str] = [
     ALTER TABLE shards ADD COLUMN start_lost_at REAL;
     ALTER TABLE operations ADD COLUMN sent_at REAL;
     """,
+    # 4: every file's outcome (see bulkmover.state.files). A ledger row says ``pending``,
+    # ``imported``, ``failed`` (with the API's code and message) or ``unknown`` (with why), and
+    # whether its generation changed since planning. A shard that ended gets its files settled:
+    # ``files`` is NULL until its operation ends, then ``collecting`` (its failures are read
+    # from Cloud Logging), ``narrowing`` (its logged failures do not account for its failure
+    # counter: child shards or STOW-RS find the rest) and ``settled``. Child shards (``parent_id``,
+    # ``purpose`` resolve or retry) import some files of planned shards again; ``members`` lists
+    # their files by their ledger rows (``home_id`` is the planned shard). ``meta`` keeps facts
+    # about the whole file, such as the DICOM store its runs import into (``target_store``).
+    """
+    ALTER TABLE objects ADD COLUMN outcome TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE objects ADD COLUMN error_code INTEGER;
+    ALTER TABLE objects ADD COLUMN error_message TEXT;
+    ALTER TABLE objects ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX objects_by_outcome ON objects(outcome) WHERE outcome != 'imported';
+    CREATE INDEX directories_by_path ON directories(path);
+    ALTER TABLE shards ADD COLUMN parent_id INTEGER;
+    ALTER TABLE shards ADD COLUMN purpose TEXT NOT NULL DEFAULT 'plan';
+    ALTER TABLE shards ADD COLUMN files TEXT;
+    ALTER TABLE shards ADD COLUMN logged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE shards ADD COLUMN log_first_read_at REAL;
+    ALTER TABLE shards ADD COLUMN log_grew_at REAL;
+    ALTER TABLE shards ADD COLUMN log_next_read_at REAL NOT NULL DEFAULT 0;
+    CREATE INDEX shards_by_files ON shards(files) WHERE files IS NOT NULL AND files != 'settled';
+    CREATE TABLE members (
+        shard_id INTEGER NOT NULL,
+        home_id INTEGER NOT NULL,
+        directory_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (shard_id, home_id, directory_id, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,11 +37,12 @@ APPLICATION_ID = 0x626D7672  # "bmvr": marks a SQLite file as a bulkmover state 
 
 
 # A shard has *run* once the executor started it, even if it was queued again since (state back
-# to pending, attempts > 0, see bulkmover.state.runs). Replanning keeps every shard that has run.
+# to pending, attempts > 0, see bulkmover.state.runs). Replanning keeps every shard that has run,
+# and every child shard (resolution, file retry): those belong to shards that ran.
 def has_run(table: str = "") -> str:
     """SQL condition: the shard (of ``table``, an alias, if given) has run."""
     t = f"{table}." if table else ""
-    return f"({t}state != 'pending' OR {t}attempts > 0)"
+    return f"({t}state != 'pending' OR {t}attempts > 0 OR {t}parent_id IS NOT NULL)"
 
 
 class ShardState(StrEnum):
@@ -246,10 +247,11 @@ class StateStore:
         return PlanRecord(*row) if row else None
 
     def shards(self, *states: ShardState) -> Iterator[Shard]:
-        """Shards in id order, optionally only those in ``states``."""
-        query = f"SELECT {_SHARD_COLUMNS} FROM shards"
+        """Planned shards in id order, optionally only those in ``states`` (child shards of
+        failure resolution and file retry are not part of the plan)."""
+        query = f"SELECT {_SHARD_COLUMNS} FROM shards WHERE parent_id IS NULL"
         if states:
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            query += f" AND state IN ({','.join('?' * len(states))})"
         for row in self.conn.execute(query + " ORDER BY id", [str(s) for s in states]):
             yield _shard(row)
 
@@ -264,6 +266,7 @@ class StateStore:
     def totals(self) -> PlanTotals:
         row = self.conn.execute(
             "SELECT count(*), coalesce(sum(objects), 0), coalesce(sum(bytes), 0) FROM shards"
+            " WHERE parent_id IS NULL"
         ).fetchone()
         return PlanTotals(*row)
 
@@ -292,6 +295,29 @@ class StateStore:
         )
         for (name,) in self.conn.execute(query):
             yield name
+
+    def check_target(self, store: str, *, record: bool = False) -> None:
+        """StateError when this file belongs to another DICOM store than ``store`` (a config
+        pointed at someone else's state); ``record`` binds an unbound file to ``store``."""
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'target_store'"
+            ).fetchone()
+        except sqlite3.OperationalError:  # a read-only view of a file from before schema 4
+            return
+        if row is None:
+            if record:
+                with transaction(self.conn):
+                    self.conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('target_store', ?)",
+                        (store,),
+                    )
+            return
+        if row[0] != store:
+            raise StateError(
+                f"state file {self.path} belongs to DICOM store {row[0]}, not {store}; fix"
+                " `target:` or `state:` in the config"
+            )
 
     def unplanned(self) -> Iterator[UnplannedObject]:
         rows = self.conn.execute(
