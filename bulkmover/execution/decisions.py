@@ -112,3 +112,16 @@ def left_the_list(watched: Iterable[str], listed: Collection[str]) -> list[str]:
     Only a listing that went through every page says so; a failed one says nothing.
     """
     return [name for name in watched if name not in listed]
+
+
+# google.rpc codes of the HTTP statuses a refused start can carry (the mapping Google documents
+# for its JSON APIs), so a file failed by a refused start reports the same kind of code as one
+# failed inside an operation.
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 412: 9, 429: 8, 499: 1, 501: 12, 503: 14}
+
+
+def rpc_code(status: int | None) -> int:
+    """The google.rpc code of an HTTP error status (2, UNKNOWN, when there is none)."""
+    if status is None:
+        return 2
+    return _RPC_CODES.get(status, 13 if status >= 500 else 2)

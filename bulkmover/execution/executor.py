@@ -40,6 +40,7 @@ from bulkmover.execution.decisions import (
     left_the_list,
     poll_by_list,
     requeue_delay,
+    rpc_code,
     throttle_target,
 )
 from bulkmover.execution.kinds import Judgement, OperationKind, Outcome
@@ -325,7 +326,7 @@ class Executor:
             self.ledger.requeue(shard.shard_id, 0.0, str(exc))
             raise exc
         else:
-            self.ledger.mark_failed(shard.shard_id, str(exc))
+            self.ledger.mark_failed(shard.shard_id, str(exc), rpc_code(exc.status))
 
     def _track(self, shard: ShardRun, operation: str, counters: tuple[int, int] = (0, 0)) -> None:
         success, failure = counters
@@ -474,6 +475,7 @@ class Executor:
             state=verdict.state,
             drift=judgement.drift,
             retry_at=time.time() + self._requeue_delay(attempts) if verdict.retry else None,
+            error_code=judgement.error_code,
         )
         if verdict.stop_run and self._stop_error is None:
             self._stop_error = ApiError(judgement.error or f"{self.kind.name} failed; run stopped")

@@ -43,6 +43,7 @@ class Judgement:
     outcome: Outcome
     error: str | None = None  # the whole-operation error, or a note (drift) on a done shard
     drift: bool = False  # the units reported differ from the plan: the source changed
+    error_code: int | None = None  # the whole-operation error's google.rpc code
 
     @property
     def ran(self) -> bool:
@@ -83,9 +84,10 @@ def judge_error(op: Operation) -> Judgement:
     Shared by the kinds whose operation errors mean the same (import and export alike).
     """
     error = str(op.error) if op.error is not None else "operation ended without a result"
+    code = op.error.code if op.error is not None else None
     if op.error is None or op.error_class in (ErrorClass.TRANSIENT, ErrorClass.CANCELLED):
-        return Judgement(Outcome.TRANSIENT, error)
-    return Judgement(Outcome.PERMANENT, error)
+        return Judgement(Outcome.TRANSIENT, error, error_code=code)
+    return Judgement(Outcome.PERMANENT, error, error_code=code)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from bulkmover.state.files import FileLedger
 from bulkmover.state.store import ShardState
 from bulkmover.state.transaction import transaction
 
@@ -132,6 +133,7 @@ class RunLedger:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._now = time.time
+        self.files = FileLedger(conn)
 
     # -- transitions (each one committed) ----------------------------------------------------
 
@@ -217,8 +219,10 @@ class RunLedger:
         state: ShardState,
         drift: bool = False,
         retry_at: float | None = None,
+        error_code: int | None = None,
     ) -> None:
-        """An operation ended: the shard is done, failed, or (PENDING) queued again."""
+        """An operation ended: the shard is done, failed, or (PENDING) queued again; its files
+        settle as far as the counters tell (``FileLedger.on_shard_finished``)."""
         now = self._now()
         with self._tx():
             self.conn.execute(
@@ -242,6 +246,9 @@ class RunLedger:
             )
             kind = "requeued" if state == ShardState.PENDING else state.value
             self._event(shard_id, kind, error or f"success={success} failure={failure}")
+            self.files.on_shard_finished(
+                shard_id, state, failure, (error_code or 2, error or "") if error else None
+            )
 
     def requeue(self, shard_id: int, retry_at: float, reason: str) -> None:
         """A start that did not happen (quota, transient error): try again at ``retry_at``."""
@@ -253,14 +260,17 @@ class RunLedger:
             )
             self._event(shard_id, "requeued", reason)
 
-    def mark_failed(self, shard_id: int, error: str) -> None:
-        """A start refused for good (bad request): the shard fails without an operation."""
+    def mark_failed(self, shard_id: int, error: str, error_code: int | None = None) -> None:
+        """A start refused for good (bad request): the shard and its files fail, no operation."""
         with self._tx():
             self.conn.execute(
                 "UPDATE shards SET state='failed', ended_at=?, error=? WHERE id=?",
                 (self._now(), error, shard_id),
             )
             self._event(shard_id, "failed", error)
+            self.files.on_shard_finished(
+                shard_id, ShardState.FAILED, 0, (error_code or 2, error)
+            )
 
     def retry_failed(self) -> int:
         """Put failed shards (and done ones with failed files) back in the queue."""
@@ -303,7 +313,7 @@ class RunLedger:
                       COALESCE(SUM(success), 0), COALESCE(SUM(failure), 0),
                       COALESCE(SUM(objects), 0), COALESCE(SUM(bytes), 0),
                       COALESCE(SUM(CASE WHEN state='done' THEN bytes ELSE 0 END), 0)
-               FROM shards"""
+               FROM shards WHERE parent_id IS NULL"""
         ).fetchone()
         return RunTotals(*(int(v) for v in row))
 
