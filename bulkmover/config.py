@@ -142,6 +142,16 @@ class RunConfig(_Section):
     """Start requests unanswered at once. With 1, a start whose answer is lost (a reset, a kill)
     is always matched to the operation it created; more starts faster but may import such a
     shard twice (harmless: stored instances are skipped)."""
+    resolve_failures: bool = True
+    """Find exactly which files failed when an error log names fewer than the failure counter
+    (the log is capped): probe, import again in small child shards, or STOW-RS. Off: such files
+    end ``unknown``."""
+    log_reads_per_minute: int = Field(60, ge=1)
+    """Cloud Logging ``entries:list`` calls per minute (the API's read quota is about 60)."""
+    log_deadline_seconds: float = Field(600.0, gt=0)
+    """How long after an operation ends to keep reading its error log for late entries."""
+    log_settle_seconds: float = Field(30.0, gt=0)
+    """A short error log that has not grown for this long is taken as capped."""
 
 
 class CredentialsConfig(_Section):

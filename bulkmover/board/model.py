@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.runs import RunTotals
 
 
@@ -35,6 +36,8 @@ class Snapshot:
     throttled: int = 0  # 429 answers seen
     last_errors: list[str] = field(default_factory=list)
     finished: bool = False
+    files: OutcomeTotals | None = None  # per-file outcomes (None: not counted)
+    settling: int = 0  # shards whose files are still being settled (logs read, narrowed)
 
     @property
     def eta_seconds(self) -> float | None:

@@ -40,6 +40,14 @@ def _head(snap: Snapshot) -> Table:
         f"[green]{t.success:,} ok[/]  [red]{t.failure:,} failed[/]  / {t.expected:,} expected"
         f"   ({format_bytes(t.bytes_done)} of {format_bytes(t.bytes_expected)})",
     )
+    if snap.files is not None:
+        f = snap.files
+        settling = f"   ({snap.settling:,} shard(s) settling)" if snap.settling else ""
+        head.add_row(
+            "files",
+            f"[green]{f.imported:,} imported[/]  [red]{f.failed:,} failed[/]  "
+            f"[yellow]{f.unknown:,} unknown[/]  {f.pending:,} pending{settling}",
+        )
     head.add_row(
         "throughput",
         f"{snap.throughput:,.1f} instances/s   elapsed {format_duration(snap.elapsed_seconds)}"
@@ -115,4 +123,6 @@ def log_fields(snap: Snapshot) -> dict[str, Any]:
         "concurrency": snap.concurrency,
         "rate_per_minute": snap.rate_per_minute,
         "throttled": snap.throttled,
+        **({f"files_{k}": v for k, v in snap.files.as_dict().items()} if snap.files else {}),
+        "settling": snap.settling,
     }

@@ -11,6 +11,7 @@ import json
 import time
 
 from bulkmover.board.model import InFlight, Snapshot
+from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.store import ShardState, StateStore
 
 
@@ -48,7 +49,18 @@ def snapshot(store: StateStore) -> Snapshot:
             if e.kind in ("failed", "requeued")
         ][-5:],
         finished=finished,
+        files=_files(store),
+        settling=ledger.files.settling_count() if _has_outcomes(store) else 0,
     )
+
+
+def _has_outcomes(store: StateStore) -> bool:
+    """Whether the file has per-file outcomes (schema 4; ``status`` never migrates a file)."""
+    return store.schema_version >= 4
+
+
+def _files(store: StateStore) -> OutcomeTotals | None:
+    return store.runs.files.totals() if _has_outcomes(store) else None
 
 
 def status_json(store: StateStore) -> str:
@@ -58,6 +70,7 @@ def status_json(store: StateStore) -> str:
     of a second instead of building 100,000 Python dicts.
     """
     totals = store.runs.totals().as_dict()
+    files = _files(store)
     shards = store.conn.execute(
         """SELECT COALESCE(json_group_array(json_object(
                'id', id, 'uri', uri, 'state', state, 'operation', operation,
@@ -67,4 +80,7 @@ def status_json(store: StateStore) -> str:
                'error', error)), '[]')
            FROM (SELECT * FROM shards ORDER BY id)"""
     ).fetchone()[0]
-    return '{"totals": ' + json.dumps(totals) + ', "shards": ' + str(shards) + "}"
+    head = '{"totals": ' + json.dumps(totals)
+    if files is not None:
+        head += ', "files": ' + json.dumps(files.as_dict())
+    return head + ', "shards": ' + str(shards) + "}"

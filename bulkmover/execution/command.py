@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from bulkmover.config import load_config
+from bulkmover.config import Config, load_config
+from bulkmover.errors import StateError, UsageError
 from bulkmover.execution.executor import RunResult
-from bulkmover.execution.runner import RunOptions, result_json, run_sync
+from bulkmover.execution.runner import RunOptions, result_json, run_sync, storage_client
+from bulkmover.outcomes.retry import RetryPlan, prepare_retry
 from bulkmover.state.store import StateStore
 from bulkmover.units import format_duration
 
 
 def run_command(
-    config_path: Path, *, as_json: bool, retry_failed: bool = False, create_store: bool = False
+    config_path: Path,
+    *,
+    as_json: bool,
+    retry_failed: bool = False,
+    create_store: bool = False,
+    error_code: int | None = None,
 ) -> int:
     config = load_config(config_path)
+    if error_code is not None and not retry_failed:
+        raise UsageError("--error-code only applies with --retry-failed; add --retry-failed")
     if retry_failed and config.state.exists():
-        with StateStore.open(config.state) as store:
-            store.runs.retry_failed()
+        plan = asyncio.run(_prepare_retry(config, error_code))
+        Console(stderr=True).print(plan.line(), soft_wrap=True, highlight=False)
+    elif retry_failed and error_code is not None:
+        raise StateError(f"state file {config.state} not found; nothing has failed yet")
     result = run_sync(config, options=RunOptions(create_store=create_store))
     if as_json:
         json.dump(result_json(result), sys.stdout)
@@ -31,6 +43,22 @@ def run_command(
     if result.interrupted:
         return 130
     return 0 if result.ok else 1
+
+
+async def _prepare_retry(config: Config, error_code: int | None) -> RetryPlan:
+    with StateStore.open(config.state) as store:
+        store.check_target(str(config.target.store_path))
+        if store.latest_plan() is None:
+            raise StateError(
+                f"state file {config.state} holds no plan; run `bulkmover plan CONFIG` first"
+            )
+        async with storage_client(config) as storage:
+            return await prepare_retry(
+                store,
+                storage,
+                error_code=error_code,
+                max_objects=config.import_.max_objects_per_shard,
+            )
 
 
 def print_summary(result: RunResult, console: Console) -> None:
@@ -48,6 +76,12 @@ def print_summary(result: RunResult, console: Console) -> None:
         f"instances {t.success:,} ok, {t.failure:,} failed of {t.expected:,} expected",
         soft_wrap=True,
     )
+    f = result.files
+    console.print(
+        f"files: {f.imported:,} imported, {f.failed:,} failed, {f.unknown:,} unknown,"
+        f" {f.pending:,} pending",
+        soft_wrap=True,
+    )
     calls = ", ".join(f"{k} {v}" for k, v in sorted(result.api_calls.items()) if v)
     console.print(f"API calls: {calls or 'none'}; 429 answers: {result.throttled}", soft_wrap=True)
     if result.interrupted:
@@ -56,10 +90,12 @@ def print_summary(result: RunResult, console: Console) -> None:
         what = []
         if t.failed:
             what.append(f"{t.failed} failed shard(s)")
-        if t.failure:
-            what.append(f"{t.failure:,} failed file(s)")
+        if f.failed:
+            what.append(f"{f.failed:,} failed file(s)")
+        if f.unknown:
+            what.append(f"{f.unknown:,} file(s) of unknown outcome")
         console.print(
-            f"{' and '.join(what) or 'shards not done'}: see `bulkmover status CONFIG`; "
-            "`bulkmover run CONFIG --retry-failed` queues those shards again",
+            f"{' and '.join(what) or 'shards not done'}: see `bulkmover report CONFIG --failed`;"
+            " `bulkmover run CONFIG --retry-failed` imports exactly those files again",
             soft_wrap=True,
         )

@@ -51,6 +51,7 @@ from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.failures import OutcomeUnknownError
 from bulkmover.healthcare.operations import Operation, PollSchedule
 from bulkmover.healthcare.stats import Family, RequestEvent
+from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.runs import RunLedger, RunTotals, ShardRun
 
 log = structlog.get_logger("bulkmover.executor")
@@ -58,6 +59,7 @@ log = structlog.get_logger("bulkmover.executor")
 LIST_PAGE_SIZE = 1000
 #: Operations that left the done=false list get their final ``get``, this many at a time.
 FINAL_GETS_IN_PARALLEL = 16
+FILE_TOTALS_EVERY = 5.0  # seconds between counts of the per-file outcomes for the board
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,20 @@ class RunResult:
     elapsed: float
     api_calls: dict[str, int] = field(default_factory=dict)
     throttled: int = 0
+    files: OutcomeTotals = field(default_factory=OutcomeTotals)
 
     @property
     def ok(self) -> bool:
-        t = self.totals
-        return not self.interrupted and t.failed == 0 and t.failure == 0 and t.done == t.shards
+        """Every shard done and every file of the ledger imported."""
+        t, f = self.totals, self.files
+        return (
+            not self.interrupted
+            and t.failed == 0
+            and t.done == t.shards
+            and f.failed == 0
+            and f.unknown == 0
+            and f.pending == 0
+        )
 
 
 class Executor:
@@ -115,6 +126,8 @@ class Executor:
         pacer: StartPacer | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
         rng: random.Random | None = None,
+        hold: Callable[[], bool] | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -126,6 +139,10 @@ class Executor:
         self.pacer = pacer or StartPacer(_no_wait)
         self.on_snapshot = on_snapshot
         self.rng = rng or random.Random()
+        # The per-file stage keeps the run open while it settles files (it may add child
+        # shards), and hears of every operation that ends.
+        self.hold = hold or (lambda: False)
+        self.on_finished = on_finished or (lambda: None)
         self.in_flight: dict[int, Tracked] = {}
         self.errors: deque[str] = deque(maxlen=20)
         self.resolver = StartResolver(
@@ -146,6 +163,7 @@ class Executor:
         self._samples: deque[tuple[float, int]] = deque(maxlen=120)
         self._posts = 0  # starts in progress
         self._final_gets = asyncio.Semaphore(FINAL_GETS_IN_PARALLEL)
+        self._files_cache: tuple[float, OutcomeTotals, int] | None = None
         limits.listeners.append(self._on_limit_change)
 
     # -- public ------------------------------------------------------------------------------
@@ -164,6 +182,14 @@ class Executor:
             )
         else:
             self.limits.on_throttled(event.family.value, reason)
+
+    def wake(self) -> None:
+        """New pending shards (children of the per-file stage): look at the queue now."""
+        self._wake.set()
+
+    def note_error(self, shard_id: int | None, text: str) -> None:
+        """An error for the board's last-errors list (also from the per-file stage)."""
+        self._note_error(shard_id, text)
 
     def stop(self) -> None:
         """Stop submitting and return once what is in progress is recorded.
@@ -202,6 +228,7 @@ class Executor:
             elapsed=time.monotonic() - self._started,
             api_calls={f.value: s.requests for f, s in self.client.stats.families.items()},
             throttled=self.limits.throttled,
+            files=self.ledger.files.totals(),
         )
 
     def _recover(self) -> None:
@@ -259,6 +286,7 @@ class Executor:
             and not self._posts
             and not len(self.resolver)
             and self.ledger.next_wakeup() is None
+            and not self.hold()
         )
 
     async def _sleep_until_woken(self) -> None:
@@ -480,6 +508,7 @@ class Executor:
         if verdict.stop_run and self._stop_error is None:
             self._stop_error = ApiError(judgement.error or f"{self.kind.name} failed; run stopped")
             self.stop()
+        self.on_finished()
         self._wake.set()
 
     # -- limits and board --------------------------------------------------------------------
@@ -530,7 +559,18 @@ class Executor:
             throttled=self.limits.throttled,
             last_errors=list(self.errors),
             finished=finished,
+            files=self._file_totals(finished)[0],
+            settling=self._file_totals(False)[1],
         )
+
+    def _file_totals(self, fresh: bool) -> tuple[OutcomeTotals, int]:
+        """Per-file outcomes and shards settling, for the board: counted at most every few
+        seconds (a GROUP BY over the whole ledger)."""
+        now = time.monotonic()
+        if fresh or self._files_cache is None or now - self._files_cache[0] > FILE_TOTALS_EVERY:
+            files = self.ledger.files
+            self._files_cache = (now, files.totals(), files.settling_count())
+        return self._files_cache[1], self._files_cache[2]
 
     def _publish(self, finished: bool = False) -> None:
         if self.on_snapshot is not None:

@@ -18,15 +18,20 @@ import structlog
 from bulkmover import logs
 from bulkmover.board.live import BoardSink
 from bulkmover.config import Config
-from bulkmover.errors import ApiError
+from bulkmover.errors import ApiError, first_user_error
 from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
 from bulkmover.execution.kinds import ImportKind
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings, ProbeSettings, ThroughputProbe
 from bulkmover.execution.pacing import StartPacer
+from bulkmover.gcs.client import StorageClient
 from bulkmover.healthcare.auth import load_credentials
 from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.healthcare.stats import Family
+from bulkmover.outcomes.decisions import LogSettings, NarrowCosts
+from bulkmover.outcomes.probe import HeaderProber
+from bulkmover.outcomes.stage import OutcomeStage, StageSettings
+from bulkmover.retry import RetryPolicy
 from bulkmover.state.store import StateStore
 
 log = structlog.get_logger("bulkmover.run")
@@ -42,7 +47,12 @@ def limit_settings(config: Config) -> LimitSettings:
     rpm = float(config.run.requests_per_minute)
     return LimitSettings(
         max_concurrency=config.run.max_operations_in_flight,
-        max_rates={f.value: rpm for f in (Family.LRO_START, Family.OPERATIONS, Family.LOGGING)},
+        max_rates={
+            Family.LRO_START.value: rpm,
+            Family.OPERATIONS.value: rpm,
+            # Logging's read quota is its own, and small (about 60 a minute per project).
+            Family.LOGGING.value: float(config.run.log_reads_per_minute),
+        },
         # The running-operation cap is a count, not a rate: running right at it costs nothing
         # (one more start is refused and retried), while 10% below it idles 10% of the slots
         # until recovery climbs back.
@@ -92,9 +102,19 @@ async def execute(
             credentials=credentials,
             before_request=pacer.before_request,
         )
-        async with client:
-            target = config.target.store_path
+        target = config.target.store_path
+        store.check_target(str(target), record=True)
+        async with client, storage_client(config) as storage:
             await _preflight(client, target, options.create_store)
+            stage = OutcomeStage(
+                store.runs.files,
+                client,
+                target,
+                stage_settings(config, options),
+                storage=storage,
+                prober=HeaderProber(storage, client, target),
+                operation_seconds=store.runs.typical_operation_seconds,
+            )
             executor = Executor(
                 store.runs,
                 client,
@@ -103,11 +123,40 @@ async def execute(
                 ExecutorSettings(max_attempts=config.run.max_attempts, tick=options.tick),
                 pacer=pacer,
                 on_snapshot=board,
+                hold=stage.busy,
+                on_finished=stage.nudge,
             )
+            stage.wake, stage.note = executor.wake, executor.note_error
             client.listeners.extend((pacer.on_response, executor.on_response))
-            return await _with_signals(executor)
+            return await _with_signals(executor, stage)
     finally:
         store.close()
+
+
+def stage_settings(config: Config, options: RunOptions) -> StageSettings:
+    run = config.run
+    return StageSettings(
+        log=LogSettings(
+            settle=run.log_settle_seconds,
+            deadline=run.log_deadline_seconds,
+            resolve=run.resolve_failures,
+        ),
+        tick=options.tick,
+        max_child_files=config.import_.max_objects_per_shard,
+        costs=NarrowCosts(operations_in_flight=run.max_operations_in_flight),
+    )
+
+
+def storage_client(config: Config) -> StorageClient:
+    """Cloud Storage as the planner reaches it: read files to probe or STOW-RS them."""
+    storage = config.storage
+    return StorageClient(
+        endpoint=storage.endpoint,
+        concurrency=64,
+        policy=RetryPolicy(max_attempts=storage.max_attempts, base_delay=0.25, max_delay=8.0),
+        key_file=config.credentials.key_file,
+        anonymous=config.credentials.kind == "anonymous",
+    )
 
 
 async def _preflight(client: HealthcareClient, target: StorePath, create: bool) -> None:
@@ -127,7 +176,7 @@ async def _preflight(client: HealthcareClient, target: StorePath, create: bool) 
         raise
 
 
-async def _with_signals(executor: Executor) -> RunResult:
+async def _with_signals(executor: Executor, stage: OutcomeStage) -> RunResult:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     presses = 0
@@ -149,10 +198,23 @@ async def _with_signals(executor: Executor) -> RunResult:
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     try:
-        return await executor.run()
+        return await _run_beside(executor, stage)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def _run_beside(executor: Executor, stage: OutcomeStage) -> RunResult:
+    """The executor and the per-file stage together; the executor ends the run (it waits for
+    the stage while files are settling), a failure of either stops both."""
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            settling = tasks.create_task(stage.run())
+            result = await executor.run()
+            settling.cancel()
+    except BaseExceptionGroup as group:
+        raise first_user_error(group) from None
+    return result
 
 
 def run_sync(
@@ -174,6 +236,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "elapsed_seconds": round(result.elapsed, 3),
         "totals": t.as_dict(),
+        "files": result.files.as_dict(),
         "api_calls": result.api_calls,
         "throttled": result.throttled,
     }

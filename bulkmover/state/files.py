@@ -178,6 +178,14 @@ class FileLedger:
             self._set_pending(shard_id, FileOutcome.FAILED, code, message)
             self._files_state(shard_id, FilesState.SETTLED)
 
+    def reopen(self, shard_id: int) -> None:
+        """A failed shard queued again whole: its failed files are ``pending`` once more."""
+        self.conn.execute(
+            "UPDATE objects SET outcome='pending', error_code=NULL, error_message=NULL"
+            " WHERE outcome IN ('failed', 'unknown') AND " + self._keys(shard_id),
+            {"shard": shard_id},
+        )
+
     # -- the stage's transitions (each one committed) -----------------------------------------
 
     def record_failures(self, shard_id: int, failures: Iterable[FileError], at: float) -> int:
@@ -328,6 +336,12 @@ class FileLedger:
             )  # fmt: skip
             for r in rows
         ]
+
+    def settling_count(self) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM shards WHERE files IN ('collecting', 'narrowing')"
+        ).fetchone()
+        return int(row[0])
 
     def busy(self) -> bool:
         """Some shard's files are still being settled."""

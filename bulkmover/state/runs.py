@@ -268,19 +268,30 @@ class RunLedger:
                 (self._now(), error, shard_id),
             )
             self._event(shard_id, "failed", error)
-            self.files.on_shard_finished(
-                shard_id, ShardState.FAILED, 0, (error_code or 2, error)
-            )
+            self.files.on_shard_finished(shard_id, ShardState.FAILED, 0, (error_code or 2, error))
 
-    def retry_failed(self) -> int:
-        """Put failed shards (and done ones with failed files) back in the queue."""
+    def retry_failed(self, error_code: int | None = None) -> int:
+        """Put shards that failed as a whole back in the queue, their files ``pending`` again
+        (only those whose files failed with ``error_code``, if given). Failed files of shards
+        that ran are retried file by file (``bulkmover.outcomes.retry``)."""
+        where = "state='failed'"
+        params: tuple[int, ...] = ()
+        if error_code is not None:
+            where += (
+                " AND id IN (SELECT shard_id FROM objects WHERE outcome='failed' AND error_code=?)"
+            )
+            params = (error_code,)
         with self._tx():
+            ids = [r[0] for r in self.conn.execute(f"SELECT id FROM shards WHERE {where}", params)]
+            for shard_id in ids:
+                self.files.reopen(shard_id)
             n = self.conn.execute(
-                "UPDATE shards SET state='pending', not_before=0, operation=NULL "
-                "WHERE state='failed' OR (state='done' AND failure>0)"
+                f"UPDATE shards SET state='pending', not_before=0, operation=NULL, files=NULL"
+                f" WHERE {where}",
+                params,
             ).rowcount
             if n:
-                self._event(None, "retry", f"{n} shard(s) queued again")
+                self._event(None, "retry", f"{n} failed shard(s) queued again")
         return int(n)
 
     def event(self, shard_id: int | None, kind: str, detail: str) -> None:
@@ -337,6 +348,17 @@ class RunLedger:
         its createTime lies between, on the server's clock."""
         rows = self.conn.execute("SELECT name, sent_at, started_at FROM operations")
         return {name: (sent, answered) for name, sent, answered in rows}
+
+    def typical_operation_seconds(self, recent: int = 50) -> float | None:
+        """The median duration of the last ``recent`` operations that ended (claim to end), or
+        None before any did: what one more small import costs, for the per-file stage."""
+        rows = self.conn.execute(
+            "SELECT ended_at - coalesce(sent_at, started_at) FROM operations"
+            " WHERE done=1 AND ended_at IS NOT NULL ORDER BY ended_at DESC LIMIT ?",
+            (recent,),
+        ).fetchall()
+        durations = sorted(max(0.0, float(r[0])) for r in rows)
+        return durations[len(durations) // 2] if durations else None
 
     def operation_count(self, shard_id: int) -> int:
         row = self.conn.execute("SELECT COUNT(*) FROM operations WHERE shard_id=?", (shard_id,))

@@ -300,9 +300,7 @@ class StateStore:
         """StateError when this file belongs to another DICOM store than ``store`` (a config
         pointed at someone else's state); ``record`` binds an unbound file to ``store``."""
         try:
-            row = self.conn.execute(
-                "SELECT value FROM meta WHERE key = 'target_store'"
-            ).fetchone()
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'target_store'").fetchone()
         except sqlite3.OperationalError:  # a read-only view of a file from before schema 4
             return
         if row is None:

@@ -1,0 +1,313 @@
+"""The run's per-file stage: settle every file of every ended shard, exactly, resumably.
+
+It runs beside the executor, in its own tasks, and only ever talks to the executor through the
+state file (child shards it adds are pending shards like any other) and ``wake``:
+
+- *collecting* shards have their error entries read from Cloud Logging, many operations per
+  read, again with backoff while entries may still arrive (``decisions.after_log_read``);
+- *narrowing* shards (their log names fewer failures than their counter) are probed (each
+  candidate's DICOM header against the store), split into child imports small enough for every
+  failure to be logged, or STOW-RS'd file by file, whichever ``choose_narrowing`` finds cheaper;
+  a narrowing shard settles once its children have.
+
+Every step is a committed transition of the state file, so a killed run resumes where it was:
+collecting shards are read again, children already added run (or are re-attached) like any
+shard, and a probe repeats only for files it had not settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.healthcare.client import HealthcareClient
+from bulkmover.healthcare.resources import StorePath
+from bulkmover.outcomes.children import child_shards
+from bulkmover.outcomes.collect import (
+    MAX_OPERATIONS_PER_READ,
+    WINDOW_MARGIN,
+    TimeWindow,
+    read_import_errors,
+)
+from bulkmover.outcomes.decisions import (
+    LogSettings,
+    LogStep,
+    LogView,
+    Method,
+    NarrowCosts,
+    NarrowView,
+    after_log_read,
+    choose_narrowing,
+)
+from bulkmover.state.files import (
+    FileLedger,
+    FileOutcome,
+    FileRef,
+    FilesState,
+    Purpose,
+    SettlingShard,
+)
+from bulkmover.state.store import ShardState
+
+log = structlog.get_logger("bulkmover.outcomes")
+
+TERMINAL = (ShardState.DONE, ShardState.FAILED)
+
+
+class FileReader(Protocol):
+    """What the stage needs of Cloud Storage (``bulkmover.gcs.client.StorageClient``)."""
+
+    async def download(self, bucket: str, name: str) -> bytes: ...
+
+
+class Prober(Protocol):
+    """Which of some files the store holds, by their DICOM headers (``bulkmover.inspection``)."""
+
+    def present(self, bucket: str, names: list[str]) -> AsyncIterator[tuple[str, bool]]: ...
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    log: LogSettings = LogSettings()
+    tick: float = 0.5
+    narrowing_in_parallel: int = 4
+    stow_in_flight: int = 4
+    max_child_files: int = 5000  # a child never holds more than a planned shard may
+    costs: NarrowCosts = field(default_factory=NarrowCosts)
+
+
+class OutcomeStage:
+    def __init__(
+        self,
+        files: FileLedger,
+        client: HealthcareClient,
+        store: StorePath,
+        settings: StageSettings = StageSettings(),
+        *,
+        storage: FileReader | None = None,
+        prober: Prober | None = None,
+        wake: Callable[[], None] = lambda: None,
+        note: Callable[[int | None, str], None] = lambda shard, text: None,
+        operation_seconds: Callable[[], float | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.files = files
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.storage = storage
+        self.prober = prober
+        self.wake = wake
+        self.note = note
+        self.operation_seconds = operation_seconds
+        self.clock = clock
+        self._reads: dict[int, int] = {}  # log reads per shard in this run
+        self._probed: set[int] = set()
+        self._active: set[int] = set()  # shards with a narrowing task under way
+        self._reading = False
+        self._narrowing = asyncio.Semaphore(settings.narrowing_in_parallel)
+        self._kick = asyncio.Event()
+
+    def busy(self) -> bool:
+        """Some shard's files are still being settled (the run is not over)."""
+        return bool(self._active) or self.files.busy()
+
+    def nudge(self) -> None:
+        """Something ended: look now rather than at the next tick."""
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Until cancelled (the runner cancels it once the executor is done)."""
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                self._step(tasks)
+                self._kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), self.settings.tick)
+
+    def _step(self, tasks: asyncio.TaskGroup) -> None:
+        now = self.clock()
+        settling = self.files.settling()
+        due = [
+            s for s in settling if s.files == FilesState.COLLECTING and s.log_next_read_at <= now
+        ]
+        if due and not self._reading:
+            self._reading = True
+            tasks.create_task(self._read_logs(due))
+        for shard in settling:
+            if shard.files == FilesState.NARROWING and shard.shard_id not in self._active:
+                self._active.add(shard.shard_id)
+                tasks.create_task(self._narrow(shard))
+
+    # -- collecting ----------------------------------------------------------------------------
+
+    async def _read_logs(self, due: list[SettlingShard]) -> None:
+        try:
+            for at in range(0, len(due), MAX_OPERATIONS_PER_READ):
+                await self._read_batch(due[at : at + MAX_OPERATIONS_PER_READ])
+        finally:
+            self._reading = False
+
+    async def _read_batch(self, batch: list[SettlingShard]) -> None:
+        by_op = {s.operation_id: s for s in batch if s.operation_id}
+        starts = [s.submitted_at or s.ended_at for s in batch]
+        window = TimeWindow(
+            min(starts) - WINDOW_MARGIN, max(s.ended_at for s in batch) + WINDOW_MARGIN
+        )
+        try:
+            found = await read_import_errors(
+                self.client, self.store, {op: s.bucket for op, s in by_op.items()}, window
+            )
+        except ApiError as exc:
+            self.note(None, f"reading error logs: {exc}")
+            log.warning("log read failed", error=str(exc), shards=len(batch))
+            found = None
+        now = self.clock()
+        for op, shard in by_op.items():
+            reads = self._reads[shard.shard_id] = self._reads.get(shard.shard_id, 0) + 1
+            logged = shard.logged
+            if found is not None:
+                logged = self.files.record_failures(shard.shard_id, found[op], now)
+            grew_at = now if logged > shard.logged else shard.log_grew_at
+            view = LogView(shard.failure, logged, shard.ended_at, grew_at, reads)
+            self._after_read(shard, view, now)
+
+    def _after_read(self, shard: SettlingShard, view: LogView, now: float) -> None:
+        decision = after_log_read(view, now, self.settings.log)
+        if decision.step == LogStep.SETTLED:
+            self.files.settle(shard.shard_id, FileOutcome.IMPORTED)
+        elif decision.step == LogStep.READ:
+            assert decision.at is not None
+            self.files.schedule_read(shard.shard_id, decision.at)
+        elif decision.step == LogStep.NARROW:
+            self.files.start_narrowing(shard.shard_id, decision.reason)
+            self.nudge()
+        else:
+            self.files.settle(shard.shard_id, FileOutcome.UNKNOWN, decision.reason)
+
+    # -- narrowing -----------------------------------------------------------------------------
+
+    async def _narrow(self, shard: SettlingShard) -> None:
+        try:
+            async with self._narrowing:
+                await self._narrow_step(shard)
+        except BulkmoverError as exc:
+            # Cloud Storage or the store failed under the probe or STOW: try again next tick
+            # (the deadline does not apply: narrowing only ends with an answer).
+            self.note(shard.shard_id, f"resolving failures: {exc}")
+            log.warning("narrowing failed", shard=shard.shard_id, error=str(exc))
+            await asyncio.sleep(self.settings.tick * 10)
+        finally:
+            self._active.discard(shard.shard_id)
+
+    async def _narrow_step(self, shard: SettlingShard) -> None:
+        children = self.files.children(shard.shard_id)
+        if children:
+            if all(
+                state in TERMINAL and files == FilesState.SETTLED for _, state, files in children
+            ):
+                left = self.files.members(shard.shard_id, FileOutcome.PENDING)
+                if left:  # a file no child covered (cannot happen unless the ledger changed)
+                    self.files.settle(
+                        shard.shard_id, FileOutcome.UNKNOWN, "no child shard covered the file"
+                    )
+                else:
+                    self.files.settle(shard.shard_id, FileOutcome.IMPORTED, "children settled")
+            return
+        candidates = self.files.members(shard.shard_id, FileOutcome.PENDING)
+        view = NarrowView(
+            candidates=len(candidates),
+            unaccounted=max(0, shard.failure - shard.logged),
+            cap=shard.logged,
+            probed=shard.shard_id in self._probed or self.prober is None,
+            child=shard.parent_id is not None,
+        )
+        method = choose_narrowing(view, self._costs())
+        log.info("narrowing", shard=shard.shard_id, method=method.value, candidates=len(candidates))
+        if method == Method.NOTHING_LEFT:
+            self.files.settle(shard.shard_id, FileOutcome.IMPORTED)
+        elif method == Method.PROBE:
+            await self._probe(shard, candidates)
+            self._probed.add(shard.shard_id)
+            self.nudge()
+        elif method == Method.SPLIT:
+            await self._split(shard, candidates)
+        else:
+            await self._stow(shard, candidates)
+            self.files.settle(
+                shard.shard_id, FileOutcome.UNKNOWN, "STOW-RS gave no answer for the file"
+            )
+
+    def _costs(self) -> NarrowCosts:
+        observed = self.operation_seconds()
+        costs = self.settings.costs
+        if observed is None:
+            return costs
+        return NarrowCosts(
+            operation=observed,
+            operations_in_flight=costs.operations_in_flight,
+            stow_file=costs.stow_file,
+            stow_in_flight=costs.stow_in_flight,
+        )
+
+    async def _probe(self, shard: SettlingShard, candidates: list[FileRef]) -> None:
+        """Candidates whose instance the store holds were imported (or were there already)."""
+        assert self.prober is not None
+        by_name = {ref.name: ref for ref in candidates}
+        present: list[FileRef] = []
+        async for name, held in self.prober.present(shard.bucket, list(by_name)):
+            if held:
+                present.append(by_name[name])
+                if len(present) >= 500:
+                    self.files.mark_files(present, FileOutcome.IMPORTED)
+                    present = []
+        self.files.mark_files(present, FileOutcome.IMPORTED)
+
+    async def _split(self, shard: SettlingShard, candidates: list[FileRef]) -> None:
+        per_child = max(1, min(shard.logged, self.settings.max_child_files))
+        built = child_shards(
+            shard.uri,
+            self.files.members(shard.shard_id),
+            {ref.key for ref in candidates},
+            per_child,
+        )
+        if built.unaddressable:
+            await self._stow(shard, built.unaddressable)
+        self.files.add_children(
+            shard.shard_id,
+            Purpose.RESOLVE,
+            ((child.uri, child.prefix, child.files) for child in built.shards if child.files),
+        )
+        self.wake()
+
+    async def _stow(self, shard: SettlingShard, refs: Iterable[FileRef]) -> None:
+        """Each file read from Cloud Storage and stored with STOW-RS; the answer is its outcome."""
+        if self.storage is None:
+            raise BulkmoverError("no Cloud Storage client to read files for STOW-RS")
+        gate = asyncio.Semaphore(self.settings.stow_in_flight)
+
+        async def one(ref: FileRef) -> None:
+            async with gate:
+                try:
+                    assert self.storage is not None
+                    data = await self.storage.download(shard.bucket, ref.name)
+                    answer = await self.client.store_instance(self.store, data)
+                except ApiError as exc:
+                    self.files.mark_files([ref], FileOutcome.UNKNOWN, (2, f"STOW-RS: {exc}"))
+                    return
+            if answer.outcome == "failed":
+                code = answer.code if answer.code is not None else 2
+                self.files.mark_files([ref], FileOutcome.FAILED, (code, answer.message))
+            else:
+                self.files.mark_files([ref], FileOutcome.IMPORTED)
+
+        async with asyncio.TaskGroup() as tasks:
+            for ref in refs:
+                tasks.create_task(one(ref))
