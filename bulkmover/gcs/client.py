@@ -1,10 +1,11 @@
-"""Cloud Storage reads for the planner: gcloud-aio-storage over one shared aiohttp session.
+"""Cloud Storage reads: gcloud-aio-storage over one shared aiohttp session.
 
-gcloud-aio-storage's ``Storage.list_objects`` sends one request and passes every query parameter
-through, but it does not retry. ``StorageClient.list_page`` adds ours (``bulkmover.retry`` with
-``CLOUD_STORAGE``): 408, 429, 5xx and connection errors are retried with exponential backoff and
-full jitter, honouring ``Retry-After``; everything else becomes an ``ApiError`` whose message says
-what to fix.
+The planner lists (``list_page``); verification and failure resolution read objects
+(``read_range`` for DICOM headers, ``download``, ``stat``). gcloud-aio-storage sends one request
+per call and passes every query parameter through, but it does not retry. Each method adds
+ours (``bulkmover.retry`` with ``CLOUD_STORAGE``): 408, 429, 5xx and connection errors are
+retried with exponential backoff and full jitter, honouring ``Retry-After``; everything else
+becomes an ``ApiError`` whose message says what to fix.
 
 The endpoint is ``storage.endpoint`` from the config, else ``STORAGE_EMULATOR_HOST``, else the
 real service (with Google credentials). Emulator endpoints get no token.
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from gcloud.aio.storage import Storage
@@ -35,6 +37,7 @@ from bulkmover.retry import (
 
 REAL_ENDPOINT = "https://storage.googleapis.com"
 REQUEST_TIMEOUT = 120.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -97,62 +100,146 @@ class StorageClient:
 
     async def list_page(self, bucket: str, params: dict[str, str]) -> dict[str, Any]:
         """One ``objects.list`` page, retried; ApiError when it cannot be had."""
+
+        async def call(storage: Storage) -> dict[str, Any]:
+            return await storage.list_objects(
+                bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT)
+            )
+
+        return await self._retrying(f"gs://{bucket}", "list", bucket, call)
+
+    async def read_range(self, bucket: str, name: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of an object (a media download with an HTTP Range), retried.
+
+        Fewer bytes come back when the object ends sooner; none when it ends before ``start``.
+        A server that ignores Range sends the whole object: the asked part is cut from it.
+        ApiError (status 404 when the object or bucket is missing) when it cannot be had.
+        """
+        if start < 0 or end <= start:
+            raise ValueError(f"empty or negative byte range [{start}, {end})")
+        uri = f"gs://{bucket}/{name}"
+
+        async def call(storage: Storage) -> bytes:
+            try:
+                return await storage.download(
+                    bucket,
+                    name,
+                    headers={"Range": f"bytes={start}-{end - 1}"},
+                    timeout=int(REQUEST_TIMEOUT),
+                )
+            except aiohttp.ClientResponseError as err:
+                if err.status == 416:  # the range starts at or past the end of the object
+                    return b""
+                raise
+
+        data = await self._retrying(uri, "read", bucket, call)
+        return data[start:end] if len(data) > end - start else data
+
+    async def download(self, bucket: str, name: str) -> bytes:
+        """The whole object (a media download), retried; ApiError (404 when missing)."""
+
+        async def call(storage: Storage) -> bytes:
+            return await storage.download(bucket, name, timeout=int(REQUEST_TIMEOUT))
+
+        return await self._retrying(f"gs://{bucket}/{name}", "read", bucket, call)
+
+    async def stat(self, bucket: str, name: str) -> ObjectStat | None:
+        """Size and generation of an object (its metadata), or None when it does not exist."""
+
+        async def call(storage: Storage) -> dict[str, Any]:
+            return await storage.download_metadata(bucket, name, timeout=int(REQUEST_TIMEOUT))
+
+        try:
+            meta = await self._retrying(f"gs://{bucket}/{name}", "read", bucket, call)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        try:
+            return ObjectStat(name, int(meta["size"]), int(meta["generation"]))
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(
+                f"the metadata of gs://{bucket}/{name} from {self.where} has no size or"
+                " generation; check storage.endpoint",
+                reason="BAD_RESPONSE",
+            ) from None
+
+    async def _retrying(
+        self, uri: str, verb: str, bucket: str, call: Callable[[Storage], Awaitable[T]]
+    ) -> T:
+        """``call`` with our retries; ApiError saying what to fix when it cannot succeed."""
         storage = self._storage
         assert storage is not None, "use StorageClient as an async context manager"
 
-        async def attempt(number: int) -> tuple[Outcome, _Page]:
+        async def attempt(number: int) -> tuple[Outcome, T | BaseException]:
             self.counters.requests += 1
-            return await _list_once(storage, bucket, params)
+            return await _once(storage, uri, verb, call)
 
         last = await send_with_retries(attempt, self.policy, CLOUD_STORAGE, observe=self._count)
         answer = last.detail
-        if isinstance(answer, dict):
+        if last.outcome.ok:
+            assert not isinstance(answer, BaseException)
             return answer
+        assert isinstance(answer, BaseException)
         if last.decision.verdict is Verdict.EXHAUSTED:
+            doing = "listing" if verb == "list" else "reading"
+            then = "plan again" if verb == "list" else "run again"
             raise ApiError(
-                f"listing gs://{bucket} at {self.where} failed {last.attempt} times (last:"
+                f"{doing} {uri} at {self.where} failed {last.attempt} times (last:"
                 f" {_failure(answer)[:200]}); check storage.endpoint and that the service is"
-                " reachable, then plan again",
+                f" reachable, then {then}",
                 retriable=True,
             )
         assert isinstance(answer, aiohttp.ClientResponseError)  # a connection error is transient
-        raise self._refusal(bucket, answer) from None
+        raise self._refusal(bucket, answer, uri, verb) from None
 
-    def _count(self, attempt: int, outcome: Outcome, answer: _Page, decision: Decision) -> None:
+    def _count(self, attempt: int, outcome: Outcome, answer: object, decision: Decision) -> None:
         if decision.retrying:
             self.counters.retries += 1
 
-    def _refusal(self, bucket: str, err: aiohttp.ClientResponseError) -> ApiError:
+    def _refusal(
+        self, bucket: str, err: aiohttp.ClientResponseError, uri: str, verb: str
+    ) -> ApiError:
         status, detail = err.status, _server_message(err)
-        if status == 404:
+        listing = verb == "list"
+        if status == 404 and listing:
             message = (
                 f"bucket gs://{bucket} not found at {self.where} (404); check the bucket in"
                 " import.source (and storage.endpoint)"
             )
+        elif status == 404:
+            message = f"{uri} not found at {self.where} (404: {detail})"
         elif status == 403:
             message = (
-                f"permission denied listing gs://{bucket} (403: {detail}); grant the account"
-                " roles/storage.objectViewer on the bucket or use other credentials"
+                f"permission denied {'listing' if listing else 'reading'} {uri} (403: {detail});"
+                " grant the account roles/storage.objectViewer on the bucket or use other"
+                " credentials"
             )
         elif status == 401:
             message = (
-                f"not authenticated to list gs://{bucket} (401: {detail}); run `gcloud auth"
+                f"not authenticated to {verb} {uri} (401: {detail}); run `gcloud auth"
                 " application-default login` or set credentials.key_file in the config"
             )
         else:
-            message = f"Cloud Storage refused to list gs://{bucket} ({status}: {detail})"
+            message = f"Cloud Storage refused to {verb} {uri} ({status}: {detail})"
         return ApiError(message, status=status, reason=detail)
 
 
-_Page = dict[str, Any] | BaseException  # a page, or what came instead
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """What ``stat`` tells of one object."""
+
+    name: str
+    size: int
+    generation: int
 
 
-async def _list_once(
-    storage: Storage, bucket: str, params: dict[str, str]
-) -> tuple[Outcome, _Page]:
-    """One ``list_objects`` call: the page, or the error with the outcome retries are decided on."""
+async def _once(
+    storage: Storage, uri: str, verb: str, call: Callable[[Storage], Awaitable[T]]
+) -> tuple[Outcome, T | BaseException]:
+    """One call: its answer, or the error with the outcome retries are decided on."""
     try:
-        page = await storage.list_objects(bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT))
+        answer = await call(storage)
     except aiohttp.ClientResponseError as err:
         retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
         return Outcome(err.status, retry_after=retry_after), err
@@ -160,11 +247,11 @@ async def _list_once(
         return Outcome(None, connected=not isinstance(err, aiohttp.ClientConnectorError)), err
     except Exception as err:  # credentials: gcloud-aio-auth raises assorted errors
         raise ApiError(
-            f"could not list gs://{bucket} ({type(err).__name__}: {_first_line(err)});"
+            f"could not {verb} {uri} ({type(err).__name__}: {_first_line(err)});"
             " check Google credentials (gcloud auth application-default login, or"
             " credentials.key_file in the config)"
         ) from None
-    return Outcome(200), page
+    return Outcome(200), answer
 
 
 def _failure(err: BaseException) -> str:

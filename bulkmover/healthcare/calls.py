@@ -109,3 +109,26 @@ CREATE_DICOM_STORE = CallSpec(
     "roles/healthcare.dicomStoreAdmin",
     not_found_hint="check the dataset name, or create the dataset first",
 )
+GET_DICOM_STORE_METRICS = CallSpec(
+    Family.DICOM_OPS,
+    "dicomStores.getDICOMStoreMetrics",
+    "healthcare.dicomStores.get",
+    "roles/healthcare.dicomViewer",
+    not_found_hint="check the dataset and store names in the config",
+)
+# DICOMweb draws on its own quota (dicom_web_ops); ``Family`` has no such member yet, so its
+# requests count under DICOM_OPS, the nearest family.
+SEARCH_INSTANCES = CallSpec(
+    Family.DICOM_OPS,
+    "dicomStores.searchForInstances",
+    "healthcare.dicomStores.dicomWebRead",
+    "roles/healthcare.dicomViewer",
+    not_found_hint="check the dataset and store names in the config",
+)
+STORE_INSTANCES = CallSpec(
+    Family.DICOM_OPS,
+    "dicomStores.storeInstances",
+    "healthcare.dicomStores.dicomWebWrite",
+    "roles/healthcare.dicomEditor",
+    not_found_hint="check the dataset and store names, or create the store",
+)

@@ -26,23 +26,32 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import structlog
 from pydantic import ValidationError
 
 from bulkmover import __version__
-from bulkmover.errors import ApiError, ConfigError
+from bulkmover.errors import ApiError, ConfigError, UsageError
 from bulkmover.healthcare import calls
 from bulkmover.healthcare.auth import AnonymousCredentials, Credentials
+from bulkmover.healthcare.dicomweb import (
+    DICOM_JSON,
+    STOW_FILE_FAILURES,
+    StoreMetrics,
+    StowAnswer,
+    multipart_body,
+    refused_answer,
+    stow_answer,
+)
 from bulkmover.healthcare.failures import (
     Call,
     OutcomeUnknownError,
@@ -76,6 +85,8 @@ DEFAULT_LOGGING_ENDPOINT = "https://logging.googleapis.com"
 API_VERSIONS = ("v1", "v1beta1")
 BLOB_STORAGE_CLASSES = ("STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE")
 USER_AGENT = f"bulkmover/{__version__}"
+QIDO_PAGE_SIZE = 5000
+"""Results per QIDO-RS page (the API allows 5,000 studies or series, 50,000 instances)."""
 
 # No connection was made: the request certainly did not reach the server. (aiohttp < 3.10 has no
 # ConnectionTimeoutError: a connect timeout there counts as "maybe sent", the safe side.)
@@ -112,6 +123,14 @@ def _parse(call: Call, build: Callable[[], T]) -> T:
         ) from None
 
 
+def _count_param(raw: str | None, default: int, name: str) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or (name == "limit" and int(raw) == 0):
+        raise UsageError(f"QIDO {name} {raw!r} is not a valid count; give a positive integer")
+    return int(raw)
+
+
 @dataclass(slots=True)
 class _Reply:
     """One attempt's details beyond its ``Outcome``: the body, or the error that replaced it."""
@@ -120,6 +139,7 @@ class _Reply:
     failure: BaseException | None
     sent_at: datetime
     elapsed: float
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def message(self) -> str:
         if self.failure is not None:
@@ -140,16 +160,18 @@ async def _exchange(
     started = time.monotonic()
     failure: BaseException | None = None
     payload = b""
+    headers: Mapping[str, str] = {}
     try:
         async with request as response:
             payload = await response.read()
+            headers = response.headers
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             outcome = Outcome(response.status, retry_after=retry_after)
     except _NOT_SENT_ERRORS as err:
         failure, outcome = err, Outcome(None, connected=False)
     except (aiohttp.ClientError, TimeoutError) as err:
         failure, outcome = err, Outcome(None)
-    return outcome, _Reply(payload, failure, sent_at, time.monotonic() - started)
+    return outcome, _Reply(payload, failure, sent_at, time.monotonic() - started, headers)
 
 
 def _endpoint(url: str) -> str:
@@ -415,6 +437,97 @@ class HealthcareClient:
             if err.status != 409:  # created meanwhile by someone else: fine
                 raise
 
+    # -- store metrics and DICOMweb (verification, failure resolution) -------------------------
+
+    async def get_dicom_store_metrics(self, store: StorePath) -> StoreMetrics:
+        """Instance, series and study counts and sizes of the store (``getDICOMStoreMetrics``)."""
+        call = calls.GET_DICOM_STORE_METRICS.on(store.name, f"get metrics of DICOM store {store}")
+        body = await self._send(call, "GET", self._url(store.name, ":getDICOMStoreMetrics"))
+        return _parse(call, lambda: StoreMetrics.model_validate(body))
+
+    async def search_instances(
+        self,
+        store: StorePath,
+        study_uid: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        page_size: int = QIDO_PAGE_SIZE,
+    ) -> list[dict[str, Any]]:
+        """QIDO-RS instance search (of one study, or of the store), every page: DICOM JSON.
+
+        Pages by ``limit``/``offset`` until a page is short and the server gives no "additional
+        results" warning (a server may cap ``limit`` below what was asked). A ``limit`` or
+        ``offset`` in ``params`` sets the page size and the start. A study that is not in the
+        store gives ``[]``, whether the server answers 200 with nothing, 204 or 404.
+        """
+        path = f"studies/{quote(study_uid, safe='')}/instances" if study_uid else "instances"
+        what = f"search instances of study {study_uid} in {store}" if study_uid else None
+        call = calls.SEARCH_INSTANCES.on(store.name, what or f"search instances in {store}")
+        url = self._url(store.name, f"/dicomWeb/{path}")
+        query = dict(params or {})
+        limit = _count_param(query.pop("limit", None), page_size, "limit")
+        offset = _count_param(query.pop("offset", None), 0, "offset")
+        results: list[dict[str, Any]] = []
+        first: dict[str, Any] | None = None
+        while True:
+            page_query = {**query, "limit": str(limit), "offset": str(offset)}
+            last = await self._send_raw(
+                call, "GET", url, params=page_query, headers={"Accept": DICOM_JSON}
+            )
+            if not last.outcome.ok:
+                if last.outcome.status == 404 and study_uid is not None:
+                    await self.get_dicom_store(store)  # raises if the store itself is missing
+                    return results
+                raise self._failure(call, url, last) from last.detail.failure
+            page = self._json_list(call, last.detail.payload, url)
+            if not page:
+                return results
+            if page[0] == first:
+                raise ApiError(
+                    f"{call.what}: the server answered the same page for offset {offset};"
+                    " it does not page by offset",
+                    reason="BAD_RESPONSE",
+                )
+            first = page[0]
+            results.extend(page)
+            warning = last.detail.headers.get("Warning", "")
+            if len(page) < limit and "additional results" not in warning.lower():
+                return results
+            offset += len(page)
+
+    async def store_instance(self, store: StorePath, data: bytes) -> StowAnswer:
+        """STOW-RS one DICOM file (Part 10 bytes) into the store; what became of it.
+
+        Per-file outcomes are answers, not errors: stored, duplicate (already in the store) and
+        failed, including a whole request refused for what it carried (400 not DICOM, 409, 413,
+        415, 422: ``STOW_FILE_FAILURES``). 429/5xx and connection errors are retried (storing
+        is idempotent: a repeat finds the duplicate) and raise ``ApiError`` when exhausted;
+        401/403/404 raise at once (they are about the caller or the store, not the file).
+        """
+        body, content_type = multipart_body(data)
+        call = calls.STORE_INSTANCES.on(store.name, f"store an instance in {store} (STOW-RS)")
+        url = self._url(store.name, "/dicomWeb/studies")
+        headers = {"Content-Type": content_type, "Accept": DICOM_JSON}
+        last = await self._send_raw(call, "POST", url, data=body, headers=headers)
+        status = last.outcome.status
+        if status is None or not (last.outcome.ok or status in STOW_FILE_FAILURES):
+            raise self._failure(call, url, last) from last.detail.failure
+        payload = last.detail.payload
+        try:
+            parsed = json.loads(payload) if payload.strip() else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        answer = stow_answer(parsed, last.attempt) if isinstance(parsed, dict) else None
+        if answer is not None:
+            return answer
+        if last.outcome.ok:
+            raise ApiError(
+                f"{call.what}: the server answered {status} but named no stored instance;"
+                " check that the endpoint is the Healthcare API (or the emulator)",
+                reason="BAD_RESPONSE",
+            )
+        return refused_answer(status, ServerError.parse(payload).message, last.attempt)
+
     # -- the one place requests are sent -------------------------------------------------------
 
     async def _send(
@@ -423,30 +536,47 @@ class HealthcareClient:
         http_method: str,
         url: str,
         *,
-        params: dict[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send with retries; return the JSON object of the 2xx answer or raise ApiError."""
+        last = await self._send_raw(call, http_method, url, params=params, body=body)
+        if last.outcome.ok:
+            return self._json(call, last.detail.payload, url)
+        raise self._failure(call, url, last) from last.detail.failure
+
+    async def _send_raw(
+        self,
+        call: Call,
+        http_method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Last[_Reply]:
+        """The one retrying send: ``body`` goes as JSON, ``data`` as raw bytes with ``headers``
+        (DICOMweb). Returns the attempt the retries stopped at, for the caller to judge."""
         session = self._ensure_session()
         reauth = _Reauth()
 
         async def attempt(number: int) -> tuple[Outcome, _Reply]:
             if self._before_request is not None:
                 await self._before_request(call.family)
-            headers = await self.credentials.headers()
-            request = session.request(http_method, url, params=params, json=body, headers=headers)
+            sent = {**(headers or {}), **await self.credentials.headers()}
+            request = session.request(
+                http_method, url, params=params, json=body, data=data, headers=sent
+            )
             return self._reauthenticating(await _exchange(request), reauth)
 
-        last = await send_with_retries(
+        return await send_with_retries(
             attempt,
             self.retry,
             HEALTHCARE,
             starts_operation=call.starts_operation,
             observe=partial(self._observe, call),
         )
-        if last.outcome.ok:
-            return self._json(call, last.detail.payload, url)
-        raise self._failure(call, url, last) from last.detail.failure
 
     def _reauthenticating(
         self, answer: tuple[Outcome, _Reply], reauth: _Reauth
@@ -517,6 +647,23 @@ class HealthcareClient:
         self.stats.record(event)
         for listener in self.listeners:
             listener(event)
+
+    @staticmethod
+    def _json_list(call: Call, payload: bytes, url: str) -> list[dict[str, Any]]:
+        """A DICOM JSON array (QIDO results); an empty body (204) is no results."""
+        if not payload.strip():
+            return []
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise ApiError(
+                f"{call.what}: {_endpoint(url)} answered with something other than a DICOM JSON"
+                " array; check that the endpoint is the Healthcare API (or the emulator)",
+                reason="BAD_RESPONSE",
+            )
+        return data
 
     @staticmethod
     def _json(call: Call, payload: bytes, url: str) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(STUDY + "/instances", dicomweb.search_instances)
     r.add_get(SERIES + "/instances", dicomweb.search_instances)
     r.add_get(INSTANCE, dicomweb.retrieve_instance)
+    r.add_delete(INSTANCE, dicomweb.delete_instance)
     r.add_get(INSTANCE + "/metadata", dicomweb.retrieve_instance_metadata)
     r.add_post("/v2/entries:list", list_entries)
     r.add_get("/_emulator/operations", operations_api.admin_operations)

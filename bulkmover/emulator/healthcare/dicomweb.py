@@ -1,4 +1,5 @@
-"""DICOMweb handlers: QIDO-RS search, STOW-RS store, WADO-RS retrieve (instance and metadata)."""
+"""DICOMweb handlers: QIDO-RS search, STOW-RS store, WADO-RS retrieve (instance and metadata),
+and DELETE of one instance."""
 
 from __future__ import annotations
 
@@ -227,3 +228,20 @@ async def retrieve_instance_metadata(request: web.Request) -> web.Response:
     )
     metadata = await svc.cpu.run(metadata_json, str(svc.db.data_dir / inst.blob), bulk)
     return _dicom_json_response([metadata])
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    """DELETE studies/{s}/series/{se}/instances/{i}: 200 with an empty body, as the API does.
+
+    Lets tests take an instance away behind an importer's back (``bulkmover verify``)."""
+    svc = service_of(request)
+    store = svc.require_store(store_name(request))
+    study, series, sop = _uids(request)
+    assert study and series and sop
+    inst = svc.db.instance(store.id, study, series, sop)
+    if inst is None:
+        raise not_found(f"instance /studies/{study}/series/{series}/instances/{sop} not found")
+    svc.db.conn.execute("DELETE FROM instances WHERE store_id = ? AND sop = ?", (store.id, sop))
+    svc.db.commit()
+    (svc.db.data_dir / inst.blob).unlink(missing_ok=True)
+    return web.json_response({})
