@@ -285,11 +285,12 @@ class RunLedger:
             ids = [r[0] for r in self.conn.execute(f"SELECT id FROM shards WHERE {where}", params)]
             for shard_id in ids:
                 self.files.reopen(shard_id)
-            n = self.conn.execute(
-                f"UPDATE shards SET state='pending', not_before=0, operation=NULL, files=NULL"
-                f" WHERE {where}",
-                params,
-            ).rowcount
+            self.conn.executemany(
+                "UPDATE shards SET state='pending', not_before=0, operation=NULL, files=NULL"
+                " WHERE id=?",
+                [(shard_id,) for shard_id in ids],
+            )
+            n = len(ids)
             if n:
                 self._event(None, "retry", f"{n} failed shard(s) queued again")
         return int(n)

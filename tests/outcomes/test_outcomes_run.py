@@ -228,3 +228,54 @@ def test_resolution_off_leaves_unknown_with_the_reason(tmp_path: Path) -> None:
         assert Counter(v[0] for v in found.values())["pending"] == 0
     finally:
         cloud.stop()
+
+
+def emulator_imports(cloud: Cloud) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(cloud.hc.url + "/_emulator/operations", timeout=30) as resp:
+        ops = json.loads(resp.read())["operations"]
+    return [o for o in ops if "gcsSource" in o["request"]]
+
+
+@pytest.mark.slow
+def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
+    cloud, config, truth = seeded(tmp_path, "--seed", "12")
+    try:
+        run_json(config)
+        bad = sorted(n for n, v in truth.items() if v == "failed")
+        before = outcomes(config)
+        # An unknown error code: one line, non-zero, nothing changed.
+        refused = bulkmover("run", str(config), "--retry-failed", "--error-code", "99")
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "--error-code 99" in refused.stderr
+        assert outcomes(config) == before
+        # Fix one bad file in the bucket (a new generation holding a new, valid instance).
+        spare = CorpusSpec(studies=1, series_per_study=1, instances_per_series=1, seed=77)
+        manifest = tmp_path / "spare.jsonl"
+        asyncio.run(
+            write_corpus(
+                "gs://pacs/spare", spare, storage_endpoint=cloud.gcs.url, manifest=manifest
+            )
+        )
+        [fixed] = [r["name"] for r in read_manifest(manifest)]
+        cloud.copy(fixed, bad[0])
+        imports_before = len(emulator_imports(cloud))
+        result = bulkmover("run", str(config), "--retry-failed", "--json")
+        assert result.returncode == 1, result.stderr  # the other bad files fail again
+        assert f"retrying {len(bad)} failed file(s)" in result.stderr
+        after = outcomes(config)
+        assert after[bad[0]] == ("imported", None, None)
+        assert all(after[n][0] == "failed" and after[n][1] for n in bad[1:])
+        assert all(after[n][0] == "imported" for n, v in truth.items() if v == "imported")
+        # Only the failed files were imported again: the retry operations' counters add up to them.
+        retried = emulator_imports(cloud)[imports_before:]
+        counters = [o["counter"] for o in retried]
+        assert sum(c["success"] + c["failure"] + c["skipped"] for c in counters) == len(bad)
+        conn = sqlite3.connect(config.parent / "state" / "run.db")
+        changed = conn.execute(
+            "SELECT d.path || o.name FROM objects o JOIN directories d ON d.id = o.directory_id"
+            " WHERE o.changed = 1"
+        ).fetchall()
+        conn.close()
+        assert changed == [(bad[0],)]
+    finally:
+        cloud.stop()
