@@ -20,8 +20,6 @@ from bulkmover.emulator.launcher import LocalCloud
 from bulkmover.errors import UsageError
 from bulkmover.execution.command import print_summary
 from bulkmover.execution.runner import RunOptions, run_sync
-from bulkmover.healthcare.client import HealthcareClient
-from bulkmover.healthcare.logging import operation_errors
 from bulkmover.planning.plan import plan
 from bulkmover.planning.summary import render_summary
 from bulkmover.state.store import StateStore
@@ -93,30 +91,28 @@ def run_demo(data_dir: Path, *, studies: int = 100, bad_files: int = 5) -> int:
         result = run_sync(config, options=RunOptions(create_store=True))
         out = Console()
         print_summary(result, out)
-        asyncio.run(_report_failed_files(config, out))
+        _report_failed_files(config, out)
         out.print(
             f"state file: {config.state}  (try: bulkmover status {config_path})", soft_wrap=True
         )
     # A run that only failed on the deliberately bad files is what the demo expects.
     t = result.totals
-    clean = t.failed == 0 and t.done == t.shards and t.success == spec.instances
-    return 0 if clean and t.failure == bad_files else 1
+    f = result.files
+    clean = t.failed == 0 and t.done == t.shards and f.imported == spec.instances
+    return 0 if clean and f.failed == bad_files and f.unknown == f.pending == 0 else 1
 
 
-async def _report_failed_files(config: Config, console: Console) -> None:
-    """Which files failed, and why, from each operation's error log."""
-    target = config.target.store_path
+def _report_failed_files(config: Config, console: Console) -> None:
+    """Which files failed, and why: the run found each one (its log, or narrowing)."""
     with StateStore.open(config.state) as store:
-        shards = [s for s in store.runs.iter_shards() if s.failure and s.operation]
-    if not shards:
+        failures = store.runs.files.failures()
+    if not failures:
         return
-    lines: list[str] = []
-    async with HealthcareClient(endpoint=config.target.endpoint or "") as client:
-        for shard in shards:
-            assert shard.operation is not None
-            op_id = shard.operation.rsplit("/", 1)[-1]
-            async for entry in operation_errors(client, target, op_id):
-                lines.append(f"  {entry.source}\n    {entry.error_code}: {entry.error_message}")
-    console.print(f"[bold]files that failed[/] ({len(lines)}, from the operations' error logs):")
-    for line in lines:
-        console.print(line, soft_wrap=True, highlight=False)
+    console.print(f"[bold]files that failed[/] ({len(failures)}):")
+    for failure in failures:
+        console.print(
+            f"  gs://{BUCKET}/{failure.name}\n    {failure.code}: {failure.message}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    console.print("every file's outcome: bulkmover report CONFIG (--failed, --format csv|json)")

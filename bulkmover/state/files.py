@@ -373,6 +373,19 @@ class FileLedger:
         rows = self.conn.execute(query + " ORDER BY o.shard_id, 4", params)
         return [FileRef(r[0], r[1], r[2], r[3], r[4], r[5], FileOutcome(r[6])) for r in rows]
 
+    def failures(self, limit: int | None = None) -> list[FileError]:
+        """Failed files with the API's reason, in name order (at most ``limit``)."""
+        query = (
+            "SELECT d.path || o.name, o.error_code, o.error_message FROM objects AS o"
+            " JOIN directories AS d ON d.id = o.directory_id WHERE o.outcome = 'failed'"
+            " ORDER BY 1"
+        )
+        rows = self.conn.execute(query + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        return [
+            FileError(name, int(code or UNKNOWN_CODE), message or "")
+            for name, code, message in rows
+        ]
+
     def error_codes(self) -> set[int]:
         rows = self.conn.execute(
             "SELECT DISTINCT error_code FROM objects WHERE outcome='failed'"
