@@ -304,7 +304,9 @@ class OutcomeStage:
                     return
             if answer.outcome == "failed":
                 code = answer.code if answer.code is not None else 2
-                self.files.mark_files([ref], FileOutcome.FAILED, (code, answer.message))
+                # Say where the reason comes from: STOW-RS words it unlike the import's log.
+                reason = f"STOW-RS: {answer.message}"
+                self.files.mark_files([ref], FileOutcome.FAILED, (code, reason))
             else:
                 self.files.mark_files([ref], FileOutcome.IMPORTED)
 

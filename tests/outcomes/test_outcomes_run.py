@@ -279,3 +279,20 @@ def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
         assert changed == [(bad[0],)]
     finally:
         cloud.stop()
+
+
+@pytest.mark.slow
+def test_a_log_that_names_nothing_is_resolved_by_stow(tmp_path: Path) -> None:
+    """Cap 0: no entry ever comes. After the deadline the probe leaves the bad files, and
+    STOW-RS says why each one fails."""
+    cloud, config, truth = seeded(tmp_path, "--log-errors-per-operation", "0", "--seed", "3")
+    try:
+        config.write_text(
+            config.read_text().replace("log_deadline_seconds: 60", "log_deadline_seconds: 3")
+        )
+        run_json(config)
+        assert_exact(config, truth)
+        found = outcomes(config)
+        assert all("STOW" in (found[n][2] or "") for n, v in truth.items() if v == "failed")
+    finally:
+        cloud.stop()
