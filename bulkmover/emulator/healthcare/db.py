@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ CREATE TABLE IF NOT EXISTS op_items (
     PRIMARY KEY (op_seq, item)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, op_id TEXT NOT NULL,
-    entry TEXT NOT NULL);
+    entry TEXT NOT NULL, visible_at REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS log_entries_by_op ON log_entries (project, op_id, id);
 """
 
@@ -167,8 +168,17 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self._migrate_log_entries()
         self._seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM instances")
         self.dirty = False
+
+    def _migrate_log_entries(self) -> None:
+        """Give a data dir from before ``--log-ingestion-delay`` the column (entries: visible)."""
+        columns = {row["name"] for row in self.query("PRAGMA table_info(log_entries)")}
+        if "visible_at" not in columns:
+            self.conn.execute(
+                "ALTER TABLE log_entries ADD COLUMN visible_at REAL NOT NULL DEFAULT 0"
+            )
 
     # -- transactions -------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -430,18 +440,38 @@ class Database:
         return {r[0] for r in rows}
 
     # -- logs ---------------------------------------------------------------------------------
-    def add_log_entry(self, project: str, op_id: str, entry: dict[str, Any]) -> None:
+    def add_log_entry(
+        self, project: str, op_id: str, entry: dict[str, Any], delay: float = 0.0
+    ) -> None:
+        """Log ``entry``; ``entries:list`` shows it only ``delay`` seconds from now (wall clock,
+        so the delay holds across a restart)."""
         self._begin()
         self.conn.execute(
-            "INSERT INTO log_entries (project, op_id, entry) VALUES (?, ?, ?)",
-            (project, op_id, json.dumps(entry)),
+            "INSERT INTO log_entries (project, op_id, entry, visible_at) VALUES (?, ?, ?, ?)",
+            (project, op_id, json.dumps(entry), time.time() + delay),
         )
 
-    def log_entries(self, projects: Sequence[str], op_id: str | None) -> list[sqlite3.Row]:
+    def log_entries(
+        self,
+        projects: Sequence[str],
+        op_ids: Sequence[str] | None,
+        *,
+        visible_by: float,
+        after_id: int | None = None,
+        descending: bool = False,
+        limit: int = 1000,
+    ) -> list[sqlite3.Row]:
+        """Entries of ``projects`` (of ``op_ids`` only, if given) visible at ``visible_by``, in
+        write order (or reversed) after row ``after_id``: keyset pages, so entries that become
+        visible meanwhile shift no page."""
         marks = ",".join("?" * len(projects))
-        sql = f"SELECT id, entry FROM log_entries WHERE project IN ({marks})"
-        params: list[Any] = list(projects)
-        if op_id is not None:
-            sql += " AND op_id=?"
-            params.append(op_id)
-        return self.query(sql + " ORDER BY id", params)
+        sql = f"SELECT id, entry FROM log_entries WHERE project IN ({marks}) AND visible_at<=?"
+        params: list[Any] = [*projects, visible_by]
+        if op_ids is not None:
+            sql += f" AND op_id IN ({','.join('?' * len(op_ids))})"
+            params += op_ids
+        if after_id is not None:
+            sql += " AND id<?" if descending else " AND id>?"
+            params.append(after_id)
+        sql += " ORDER BY id DESC LIMIT ?" if descending else " ORDER BY id LIMIT ?"
+        return self.query(sql, [*params, limit])

@@ -328,8 +328,15 @@ class OperationEngine:
                 code=code,
                 message=message,
             )
-            self.db.add_log_entry(live.store.project, live.row.op_id, entry)
+            self.db.add_log_entry(live.store.project, live.row.op_id, entry, self._log_delay())
         self.db.add_items(live.row.seq, [(item, "f")])
+
+    def _log_delay(self) -> float:
+        """Seconds until a new log entry is visible; the dice roll only when jitter is asked
+        for, so other knobs' seeded runs stay as they were."""
+        jitter = self.knobs.log_ingestion_jitter
+        extra = self.rng.uniform(0, jitter) if jitter > 0 else 0.0
+        return self.knobs.log_ingestion_delay + extra
 
     # -- import -------------------------------------------------------------------------------
     async def _import(self, live: Live) -> None:

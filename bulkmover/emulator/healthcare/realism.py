@@ -1,4 +1,4 @@
-"""Realism knobs of the Healthcare API emulator: speed, quotas, log truncation, faults, auth.
+"""Realism knobs of the Healthcare API emulator: speed, quotas, logs, faults, auth.
 
 Defaults are realistic in shape but fast: no pacing, generous quotas, no faults. Each field is a
 flag (``--operation-speed``) and a profile key (``operation_speed``), see
@@ -45,6 +45,18 @@ class HealthcareRealism(BaseModel):
         ge=0,
         description="only the first N per-file errors of an operation reach the log; "
         "the failure counter still counts them all",
+    )
+    log_ingestion_delay: float = Field(
+        0.0,
+        ge=0,
+        description="seconds before a written error entry shows in entries:list (Logging is "
+        "eventually consistent: entries can arrive after the operation is done)",
+    )
+    log_ingestion_jitter: float = Field(
+        0.0,
+        ge=0,
+        description="extra seconds, uniform in 0..N per entry (from the seeded dice), on top of "
+        "log_ingestion_delay, so entries also arrive out of order",
     )
     duplicates_count_as: Literal["success", "skip"] = Field(
         "success",
