@@ -169,6 +169,43 @@ def status(config: str, as_json: bool, watch: bool) -> None:
 
 
 @app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Look up N imported files, chosen at random, in the store.",
+)
+@click.option("--all", "all_files", is_flag=True, help="Look up every imported file.")
+@click.option("--seed", type=int, default=None, help="With --sample: same seed, same files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (only).")
+def verify(
+    config: str, sample: int | None, all_files: bool, seed: int | None, as_json: bool
+) -> None:
+    """Check the DICOM store against the files the state file records as imported.
+
+    Always compares the store's instance count with the number of imported files. With
+    --sample N or --all, reads each chosen file's DICOM header from Cloud Storage and looks its
+    SOP Instance UID up in the store (one QIDO-RS search per study). Reads the state file only.
+    Exit code 0 when every checked file's instance is in the store, 1 when one is missing or
+    its header cannot be read.
+
+    \b
+    Example:
+      bulkmover verify configs/demo.yaml --sample 500 --seed 7
+      bulkmover verify configs/demo.yaml --all --json | jq .missing
+    """
+    from pathlib import Path
+
+    from bulkmover.verification.command import verify_command
+
+    raise SystemExit(
+        verify_command(Path(config), sample=sample, all_files=all_files, seed=seed, as_json=as_json)
+    )
+
+
+@app.command()
 @click.option(
     "--data-dir",
     default="demo-data",

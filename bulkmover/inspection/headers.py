@@ -191,7 +191,8 @@ _CUT = object()
 
 
 def _past_uids(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return bool(tag > _LAST)
+    # int's own comparison: BaseTag's operators convert their operand (a third of the parse)
+    return int.__gt__(tag, _LAST)
 
 
 def _uid(dataset: Dataset, tag: BaseTag) -> Any:
