@@ -23,8 +23,12 @@ from urllib.parse import quote
 import pytest
 from cloudkit import start_gcs_emulator, start_healthcare_emulator
 
+from bulkmover.config import load_config
 from bulkmover.corpus import CorpusFile, CorpusSpec, iter_corpus, write_corpus
 from bulkmover.emulator.processes import RunningServer
+from bulkmover.verification import Unreadable, VerifyReport
+from bulkmover.verification.check import Mode
+from bulkmover.verification.ledger import ImportedFiles, open_ledger
 
 BULKMOVER = [sys.executable, "-m", "bulkmover.cli"]
 SPEC = CorpusSpec(studies=8, series_per_study=2, instances_per_series=3, bad_files=3, seed=11)
@@ -241,3 +245,41 @@ def test_bad_input_is_one_line(migrated: tuple[Cloud, Path], tmp_path: Path) -> 
     assert "exclude each other" in refused(config, "--sample", "3", "--all")
     assert "--seed chooses the files of --sample" in refused(config, "--seed", "3")
     assert "Example:" in bulkmover("verify", "--help").stdout
+
+
+def test_samples_are_seeded_and_stream_in_ledger_order(migrated: tuple[Cloud, Path]) -> None:
+    _, config = migrated
+    state = open_ledger(load_config(config))
+    try:
+        ledger = ImportedFiles(state)
+        everything = [f.uri for f in ledger.all()]
+        assert len(everything) == ledger.count() == len(set(everything))
+        first = [f.uri for f in ledger.sample(9, seed=4)]
+        assert first == [f.uri for f in ledger.sample(9, seed=4)]
+        assert first != [f.uri for f in ledger.sample(9, seed=5)]
+        assert len(first) == 9 and set(first) <= set(everything)
+        assert first == [uri for uri in everything if uri in set(first)]  # ledger order
+        assert [f.uri for f in ledger.sample(10_000, seed=1)] == everything
+    finally:
+        state.close()
+
+
+@pytest.mark.parametrize(
+    ("files", "instances", "mode", "says"),
+    [
+        (10, 10, "count", "the store's instance count matches the imported files"),
+        (12, 10, "sample", "2 more imported files than instances: a file whose instance was"),
+        (12, 10, "all", "counts as imported without adding an instance"),
+        (10, 13, "count", "the store holds 3 more instances than files bulkmover imported"),
+        (0, 4, "count", "no file is recorded as imported yet; the store holds 4 instances"),
+    ],
+)
+def test_the_count_note(files: int, instances: int, mode: Mode, says: str) -> None:
+    report = VerifyReport(STORE, instances, files, mode)
+    assert says in report.note
+    assert ("--all tells" in report.note) == (files > instances and mode != "all")
+    assert report.ok and report.to_json()["note"] == report.note
+    report.unreadable.append(Unreadable("gs://b/x.dcm", "object not found"))
+    assert not report.ok and report.to_json()["unreadable"] == [
+        {"uri": "gs://b/x.dcm", "reason": "object not found"}
+    ]
