@@ -92,7 +92,7 @@ async def test_logging_refusals(hc: Hc) -> None:
     for body, fragment in [
         ({}, "resourceNames is required"),
         ({"resourceNames": ["folders/1"]}, "projects/PROJECT_ID"),
-        ({"resourceNames": [f"projects/{PROJECT}"], "filter": "a=1 OR b=2"}, "only AND"),
+        ({"resourceNames": [f"projects/{PROJECT}"], "filter": "a=1 or b=2"}, "upper case"),
         ({"resourceNames": [f"projects/{PROJECT}"], "orderBy": "severity"}, "orderBy"),
         ({"resourceNames": [f"projects/{PROJECT}"], "pageToken": "@@"}, "pageToken"),
     ]:

@@ -28,7 +28,8 @@ from googleapiclient.errors import HttpError
 from hc_testkit import Hc, StartHc, corpus, counter, unique, upload
 
 from bulkmover.emulator.healthcare.db import Database
-from bulkmover.emulator.healthcare.logging_api import (
+from bulkmover.emulator.healthcare.logging_api import read_page
+from bulkmover.emulator.healthcare.logging_filter import (
     And,
     Not,
     Or,
@@ -37,7 +38,6 @@ from bulkmover.emulator.healthcare.logging_api import (
     match_entry,
     parse_filter,
     pinned_operation_ids,
-    read_page,
 )
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code
 from bulkmover.emulator.processes import RunningServer
