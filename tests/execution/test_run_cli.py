@@ -147,15 +147,16 @@ def test_run_plans_imports_and_reports(quick: tuple[Cloud, Path]) -> None:
     board = bulkmover("status", str(config))
     assert board.returncode == 0 and "shards" in board.stdout
 
-    # --retry-failed queues exactly the shards with failed files again; re-importing them
-    # is harmless (stored instances are skipped) and the bad files fail again.
+    # --retry-failed imports exactly the failed files again, in new small shards (not their
+    # whole shards); the bad files fail again, nothing else is imported.
     with_failures = [s["uri"] for s in doc["shards"] if s["failure"]]
     assert with_failures
     retried = bulkmover("run", str(config), "--retry-failed", "--json")
     assert retried.returncode == 1, retried.stderr
-    assert json.loads(retried.stdout)["totals"]["failure"] == SPEC.bad_files
-    after = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
-    assert after - uris == Counter(with_failures)
+    assert json.loads(retried.stdout)["files"]["failed"] == SPEC.bad_files
+    fresh = cloud.imports()[sum(uris.values()) :]
+    assert fresh and all(o["request"]["gcsSource"]["uri"] not in uris for o in fresh)
+    assert sum(o["counter"]["failure"] + o["counter"]["success"] for o in fresh) == SPEC.bad_files
 
 
 def _running_operations(config: Path) -> dict[str, str]:

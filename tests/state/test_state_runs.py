@@ -143,10 +143,12 @@ class ShardLifecycle(RuleBasedStateMachine):
 
     @rule()
     def retry_failed(self) -> None:
+        # Shards that failed as a whole are queued again whole; done shards with failed files
+        # stay done (their files are retried one by one, in new child shards).
         self.ledger.retry_failed()
         for shard, state in self.state.items():
-            if state == ShardState.FAILED or state == ShardState.DONE:
-                self.state[shard] = ShardState.PENDING  # done shards here all have failure=1
+            if state == ShardState.FAILED:
+                self.state[shard] = ShardState.PENDING
                 self.operation[shard] = None
 
     @invariant()
