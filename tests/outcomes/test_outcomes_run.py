@@ -296,3 +296,19 @@ def test_a_log_that_names_nothing_is_resolved_by_stow(tmp_path: Path) -> None:
         assert all("STOW" in (found[n][2] or "") for n, v in truth.items() if v == "failed")
     finally:
         cloud.stop()
+
+
+@pytest.mark.slow
+def test_a_config_pointing_at_another_store_is_refused_state_untouched(tmp_path: Path) -> None:
+    cloud, config, truth = seeded(tmp_path, "--seed", "13")
+    try:
+        run_json(config)
+        before = outcomes(config)
+        config.write_text(config.read_text().replace("dicom_store: s", "dicom_store: other"))
+        for args in (["run"], ["run", "--retry-failed"]):
+            result = bulkmover(*args, str(config))
+            assert result.returncode != 0 and "Traceback" not in result.stderr
+            assert result.stderr.count("\n") == 1 and "belongs to DICOM store" in result.stderr
+        assert outcomes(config) == before
+    finally:
+        cloud.stop()
