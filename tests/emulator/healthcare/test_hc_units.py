@@ -204,9 +204,7 @@ def test_log_filters(text: str, matches: bool) -> None:
     assert match_entry(parse_filter(text), ENTRY) is matches
 
 
-@pytest.mark.parametrize(
-    "text", ['operation.id=("1" OR', "a=1 or b=2", "???"]
-)
+@pytest.mark.parametrize("text", ['operation.id=("1" OR', "a=1 or b=2", "???"])
 def test_unsupported_log_filters_are_refused(text: str) -> None:
     with pytest.raises(ApiFailure) as err:
         parse_filter(text)
