@@ -171,6 +171,47 @@ def status(config: str, as_json: bool, watch: bool) -> None:
 @app.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option(
+    "--failed",
+    "failed_only",
+    is_flag=True,
+    help="List only files whose outcome is failed (not unknown or pending); totals still count"
+    " every file.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "jsonl"]),
+    default="table",
+    show_default=True,
+    help="table (for people), csv, json ({totals, files}) or jsonl (one file a line).",
+)
+@click.option(
+    "--output", metavar="PATH", default=None, help="Write the report to this file, not stdout."
+)
+def report(config: str, failed_only: bool, fmt: str, output: str | None) -> None:
+    """Which files did not make it, and why: every planned file with its outcome.
+
+    Totals per outcome, the errors with how many files each, then per file its gs:// URI, size,
+    shard, outcome and error, by shard and name. Reads the state file only (safe during `run`).
+
+    \b
+    Example:
+      bulkmover report configs/demo.yaml --failed
+      bulkmover report configs/demo.yaml --format csv --output report.csv
+      bulkmover report configs/demo.yaml --format jsonl | jq -r 'select(.error) | .uri'
+    """
+    from pathlib import Path
+
+    from bulkmover.reporting.command import report_command
+
+    report_command(
+        Path(config), fmt=fmt, failed_only=failed_only, output=Path(output) if output else None
+    )
+
+
+@app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
     "--sample",
     type=click.IntRange(min=1),
     default=None,

@@ -1,0 +1,1 @@
+"""``bulkmover report``: every planned file with its outcome, read from the state file."""
