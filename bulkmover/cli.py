@@ -121,22 +121,36 @@ def plan(config: str, as_json: bool, replan: bool) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a final summary as JSON on stdout.")
 @click.option(
-    "--retry-failed", is_flag=True, help="Queue failed shards (and shards with failed files) again."
+    "--retry-failed",
+    is_flag=True,
+    help="Import exactly the failed files again (in small new shards), and failed shards.",
+)
+@click.option(
+    "--error-code",
+    type=int,
+    default=None,
+    metavar="N",
+    help="With --retry-failed: only files that failed with this google.rpc code.",
 )
 @click.option(
     "--create-store", is_flag=True, help="Create the dataset and DICOM store when missing."
 )
-def run(config: str, as_json: bool, retry_failed: bool, create_store: bool) -> None:
+def run(
+    config: str, as_json: bool, retry_failed: bool, error_code: int | None, create_store: bool
+) -> None:
     """Run every pending shard as an import operation, with a live board; resumable.
 
     Plans first if the state file holds no plan. Re-attaches to operations still running from
-    an interrupted run. Ctrl-C stops submitting and exits once everything is recorded; a second
-    Ctrl-C exits at once. Exit code 0 only when every shard succeeded with no failed file.
+    an interrupted run. As operations end, their failed files are read from Cloud Logging;
+    when a log is capped, the rest are found (run.resolve_failures), so every file ends
+    imported or failed with its reason. Ctrl-C stops submitting and exits once everything is
+    recorded; a second Ctrl-C exits at once. Exit code 0 only when every file was imported.
 
     \b
     Example:
       bulkmover run configs/demo.yaml --create-store
       bulkmover status configs/demo.yaml --watch     # from a second terminal
+      bulkmover run configs/demo.yaml --retry-failed --error-code 3
     """
     from pathlib import Path
 
@@ -144,7 +158,11 @@ def run(config: str, as_json: bool, retry_failed: bool, create_store: bool) -> N
 
     raise SystemExit(
         run_command(
-            Path(config), as_json=as_json, retry_failed=retry_failed, create_store=create_store
+            Path(config),
+            as_json=as_json,
+            retry_failed=retry_failed,
+            create_store=create_store,
+            error_code=error_code,
         )
     )
 
