@@ -204,9 +204,12 @@ def status(config: str, as_json: bool, watch: bool) -> None:
     help="table (for people), csv, json ({totals, files}) or jsonl (one file a line).",
 )
 @click.option(
+    "--json", "as_json", is_flag=True, help="Same as --format json (like `status --json`)."
+)
+@click.option(
     "--output", metavar="PATH", default=None, help="Write the report to this file, not stdout."
 )
-def report(config: str, failed_only: bool, fmt: str, output: str | None) -> None:
+def report(config: str, failed_only: bool, fmt: str, as_json: bool, output: str | None) -> None:
     """Which files did not make it, and why: every planned file with its outcome.
 
     Totals per outcome, the errors with how many files each, then per file its gs:// URI, size,
@@ -215,13 +218,19 @@ def report(config: str, failed_only: bool, fmt: str, output: str | None) -> None
     \b
     Example:
       bulkmover report configs/demo.yaml --failed
+      bulkmover report configs/demo.yaml --json > outcomes.json
       bulkmover report configs/demo.yaml --format csv --output report.csv
       bulkmover report configs/demo.yaml --format jsonl | jq -r 'select(.error) | .uri'
     """
     from pathlib import Path
 
+    from bulkmover.errors import UsageError
     from bulkmover.reporting.command import report_command
 
+    if as_json:
+        if fmt not in ("table", "json"):
+            raise UsageError(f"--json and --format {fmt} disagree; pass one of them")
+        fmt = "json"
     report_command(
         Path(config), fmt=fmt, failed_only=failed_only, output=Path(output) if output else None
     )

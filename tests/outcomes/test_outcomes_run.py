@@ -116,16 +116,31 @@ def bulkmover(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 
 
 def outcomes(config: Path) -> dict[str, tuple[str, int | None, str | None]]:
-    """Every ledger file's (outcome, error code, error message), by object name."""
-    conn = sqlite3.connect(config.parent / "state" / "run.db")
-    try:
-        rows = conn.execute(
-            "SELECT d.path || o.name, o.outcome, o.error_code, o.error_message FROM objects o"
-            " JOIN directories d ON d.id = o.directory_id"
-        ).fetchall()
-    finally:
-        conn.close()
-    return {name: (outcome, code, message) for name, outcome, code, message in rows}
+    """Every ledger file's (outcome, error code, error message) by object name, as
+    `bulkmover report CONFIG --json` tells them (its totals checked against the files)."""
+    result = bulkmover("report", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"totals", "files"}
+    assert doc["totals"] == dict(
+        Counter(f["outcome"] for f in doc["files"])
+        | {
+            k: 0
+            for k in ("imported", "failed", "unknown", "pending")
+            if k not in {f["outcome"] for f in doc["files"]}
+        }
+    )
+    found: dict[str, tuple[str, int | None, str | None]] = {}
+    for f in doc["files"]:
+        assert set(f) == {"uri", "size", "shard", "outcome", "error"}
+        assert f["uri"].startswith("gs://pacs/")
+        error = f["error"]
+        found[f["uri"][len("gs://pacs/") :]] = (
+            f["outcome"],
+            error and error["code"],
+            error and error["message"],
+        )
+    return found
 
 
 def assert_exact(config: Path, truth: dict[str, str]) -> None:
@@ -304,11 +319,13 @@ def test_a_config_pointing_at_another_store_is_refused_state_untouched(tmp_path:
     try:
         run_json(config)
         before = outcomes(config)
-        config.write_text(config.read_text().replace("dicom_store: s", "dicom_store: other"))
-        for args in (["run"], ["run", "--retry-failed"]):
+        original = config.read_text()
+        config.write_text(original.replace("dicom_store: s", "dicom_store: other"))
+        for args in (["run"], ["run", "--retry-failed"], ["report"], ["verify"]):
             result = bulkmover(*args, str(config))
             assert result.returncode != 0 and "Traceback" not in result.stderr
             assert result.stderr.count("\n") == 1 and "belongs to DICOM store" in result.stderr
+        config.write_text(original)
         assert outcomes(config) == before
     finally:
         cloud.stop()
