@@ -46,6 +46,7 @@ from bulkmover.outcomes.decisions import (
     after_log_read,
     choose_narrowing,
 )
+from bulkmover.outcomes.drift import Lister, generations
 from bulkmover.state.files import (
     FileLedger,
     FileOutcome,
@@ -59,9 +60,10 @@ from bulkmover.state.store import ShardState
 log = structlog.get_logger("bulkmover.outcomes")
 
 TERMINAL = (ShardState.DONE, ShardState.FAILED)
+DELETED = (5, "not in the bucket any more (deleted after planning): not imported")
 
 
-class FileReader(Protocol):
+class FileReader(Lister, Protocol):
     """What the stage needs of Cloud Storage (``bulkmover.gcs.client.StorageClient``)."""
 
     async def download(self, bucket: str, name: str) -> bytes: ...
@@ -142,9 +144,38 @@ class OutcomeStage:
             self._reading = True
             tasks.create_task(self._read_logs(due))
         for shard in settling:
-            if shard.files == FilesState.NARROWING and shard.shard_id not in self._active:
-                self._active.add(shard.shard_id)
+            if shard.files == FilesState.COLLECTING or shard.shard_id in self._active:
+                continue
+            self._active.add(shard.shard_id)
+            if shard.files == FilesState.CHECKING:
+                tasks.create_task(self._check(shard))
+            else:
                 tasks.create_task(self._narrow(shard))
+
+    # -- checking ------------------------------------------------------------------------------
+
+    async def _check(self, shard: SettlingShard) -> None:
+        """Flag the files that changed in the bucket; a deleted file was not imported."""
+        try:
+            async with self._narrowing:
+                if self.storage is None:
+                    raise BulkmoverError("no Cloud Storage client to list the changed shard")
+                now = await generations(self.storage, shard.uri)
+                refs = self.files.members(shard.shard_id)
+                moved = [
+                    (ref, now.get(ref.name)) for ref in refs if now.get(ref.name) != ref.generation
+                ]
+                if moved:
+                    self.files.flag_changed([r for r, _ in moved], [g for _, g in moved])
+                    gone = [ref for ref, generation in moved if generation is None]
+                    self.files.mark_files(gone, FileOutcome.FAILED, DELETED)
+                self.files.checked(shard.shard_id, shard.failure)
+                self.nudge()
+        except BulkmoverError as exc:
+            self.note(shard.shard_id, f"checking a changed shard: {exc}")
+            await asyncio.sleep(self.settings.tick * 10)
+        finally:
+            self._active.discard(shard.shard_id)
 
     # -- collecting ----------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ that creates the shard retrying it.
 A shard whose operation ended gets its files *settled* (``shards.files``):
 
     NULL --operation ended--> collecting --its failures all logged--> settled
-                                  |                                     ^
-                                  +--log capped--> narrowing --children settled--+
+      |                        ^  |                                     ^
+      +--drift--> checking ----+  +--log capped--> narrowing --children settled--+
 
 A shard with no failure, or one that failed as a whole, settles in the same transaction that
 records its end (``RunLedger.mark_finished`` calls ``on_shard_finished``). Child shards
@@ -42,6 +42,7 @@ class FileOutcome(StrEnum):
 class FilesState(StrEnum):
     """Where a shard's files are, once its operation ended."""
 
+    CHECKING = "checking"  # its counts differ from the plan: which files changed in the bucket
     COLLECTING = "collecting"  # reading its failures from Cloud Logging
     NARROWING = "narrowing"  # the log did not name every failure: finding the rest
     SETTLED = "settled"  # every file has its outcome
@@ -158,13 +159,17 @@ class FileLedger:
         state: ShardState,
         failure: int,
         error: tuple[int, str] | None = None,
+        drift: bool = False,
     ) -> None:
         """A shard's operation ended (or it failed without one): settle what can be settled.
 
         No failure: every file of it is in the store (imported now or already there). Failures:
-        its files wait for the error log. Failed as a whole: its files fail with that error.
+        its files wait for the error log. Counts unlike the plan (drift): first find which files
+        changed in the bucket. Failed as a whole: its files fail with that error.
         """
-        if state == ShardState.DONE and failure == 0:
+        if state == ShardState.DONE and drift:
+            self._files_state(shard_id, FilesState.CHECKING)
+        elif state == ShardState.DONE and failure == 0:
             self._set_pending(shard_id, FileOutcome.IMPORTED)
             self._files_state(shard_id, FilesState.SETTLED)
         elif state == ShardState.DONE:
@@ -228,6 +233,19 @@ class FileLedger:
             self._set_pending(shard_id, rest, code, reason)
             self._files_state(shard_id, FilesState.SETTLED)
             self._event(shard_id, "settled", reason or f"the rest {rest.value}")
+
+    def checked(self, shard_id: int, failure: int) -> None:
+        """Its changed files are flagged: on to the error log (or settled, with no failure)."""
+        with transaction(self.conn):
+            if failure:
+                self.conn.execute(
+                    "UPDATE shards SET files=?, logged=0, log_first_read_at=NULL,"
+                    " log_grew_at=NULL, log_next_read_at=0 WHERE id=?",
+                    (FilesState.COLLECTING.value, shard_id),
+                )
+            else:
+                self._set_pending(shard_id, FileOutcome.IMPORTED)
+                self._files_state(shard_id, FilesState.SETTLED)
 
     def start_narrowing(self, shard_id: int, reason: str) -> None:
         with transaction(self.conn):
@@ -310,7 +328,7 @@ class FileLedger:
 
     def settling(self, *states: FilesState) -> list[SettlingShard]:
         """Shards whose files are being settled (``collecting``/``narrowing``), by id."""
-        wanted = states or (FilesState.COLLECTING, FilesState.NARROWING)
+        wanted = states or (FilesState.CHECKING, FilesState.COLLECTING, FilesState.NARROWING)
         marks = ",".join("?" * len(wanted))
         rows = self.conn.execute(
             f"SELECT {_SETTLING_COLUMNS} FROM shards WHERE files IN ({marks}) ORDER BY id",
@@ -339,14 +357,14 @@ class FileLedger:
 
     def settling_count(self) -> int:
         row = self.conn.execute(
-            "SELECT count(*) FROM shards WHERE files IN ('collecting', 'narrowing')"
+            "SELECT count(*) FROM shards WHERE files IN ('checking', 'collecting', 'narrowing')"
         ).fetchone()
         return int(row[0])
 
     def busy(self) -> bool:
         """Some shard's files are still being settled."""
         row = self.conn.execute(
-            "SELECT 1 FROM shards WHERE files IN ('collecting', 'narrowing') LIMIT 1"
+            "SELECT 1 FROM shards WHERE files IN ('checking', 'collecting', 'narrowing') LIMIT 1"
         ).fetchone()
         return row is not None
 

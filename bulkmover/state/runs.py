@@ -247,7 +247,11 @@ class RunLedger:
             kind = "requeued" if state == ShardState.PENDING else state.value
             self._event(shard_id, kind, error or f"success={success} failure={failure}")
             self.files.on_shard_finished(
-                shard_id, state, failure, (error_code or 2, error or "") if error else None
+                shard_id,
+                state,
+                failure,
+                (error_code or 2, error or "") if error else None,
+                drift=drift,
             )
 
     def requeue(self, shard_id: int, retry_at: float, reason: str) -> None:

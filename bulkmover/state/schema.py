@@ -116,7 +116,8 @@ MIGRATIONS: list[str] = [
     # 4: every file's outcome (see bulkmover.state.files). A ledger row says ``pending``,
     # ``imported``, ``failed`` (with the API's code and message) or ``unknown`` (with why), and
     # whether its generation changed since planning. A shard that ended gets its files settled:
-    # ``files`` is NULL until its operation ends, then ``collecting`` (its failures are read
+    # ``files`` is NULL until its operation ends, then ``checking`` (its counts differ from the
+    # plan: which files changed in the bucket), ``collecting`` (its failures are read
     # from Cloud Logging), ``narrowing`` (its logged failures do not account for its failure
     # counter: child shards or STOW-RS find the rest) and ``settled``. Child shards (``parent_id``,
     # ``purpose`` resolve or retry) import some files of planned shards again; ``members`` lists

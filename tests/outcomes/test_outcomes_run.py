@@ -329,3 +329,34 @@ def test_a_config_pointing_at_another_store_is_refused_state_untouched(tmp_path:
         assert outcomes(config) == before
     finally:
         cloud.stop()
+
+
+@pytest.mark.slow
+def test_files_changed_since_planning_are_flagged_and_a_deleted_one_fails(tmp_path: Path) -> None:
+    cloud, config, truth = seeded(tmp_path, "--seed", "21")
+    try:
+        assert bulkmover("plan", str(config)).returncode == 0
+        valid = sorted(n for n, v in truth.items() if v == "imported" and "copies" not in n)
+        deleted, replaced = valid[0], valid[5]
+        quoted = urllib.parse.quote(deleted, safe="")
+        req = urllib.request.Request(
+            f"{cloud.gcs.url}/storage/v1/b/pacs/o/{quoted}", method="DELETE"
+        )
+        urllib.request.urlopen(req, timeout=30).close()
+        cloud.copy(replaced, replaced)  # the same bytes, a new generation
+        run_json(config)
+        found = outcomes(config)
+        assert found[deleted][0] == "failed" and found[deleted][1] == 5
+        assert "deleted" in (found[deleted][2] or "")
+        assert found[replaced] == ("imported", None, None)
+        truth[deleted] = "failed"
+        assert {n: v[0] for n, v in found.items()} == truth
+        conn = sqlite3.connect(config.parent / "state" / "run.db")
+        changed = conn.execute(
+            "SELECT d.path || o.name FROM objects o JOIN directories d ON d.id = o.directory_id"
+            " WHERE o.changed = 1 ORDER BY 1"
+        ).fetchall()
+        conn.close()
+        assert changed == sorted([(deleted,), (replaced,)])
+    finally:
+        cloud.stop()
