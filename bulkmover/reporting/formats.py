@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bulkmover.reporting.rows import CSV_COLUMNS, Ledger, Reason, Totals, Widths
-from bulkmover.state.files import FileOutcome
+from bulkmover.reporting.rows import CSV_COLUMNS, Ledger, Reason, Widths
+from bulkmover.state.files import FileOutcome, OutcomeTotals
 
 MAX_REASONS = 20
 """Distinct errors listed in the table; the rest are summed in one line (messages that name
@@ -97,7 +97,7 @@ def write_table(ledger: Ledger, out: TextIO, failed_only: bool, title: str) -> N
     _file_lines(ledger, out, console, failed_only, widths)
 
 
-def _totals(totals: Totals) -> Table:
+def _totals(totals: OutcomeTotals) -> Table:
     grid = Table.grid(padding=(0, 3))
     counts = totals.as_dict()
     for _ in range(len(counts) + 1):

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from bulkmover.errors import StateError
-from bulkmover.state.files import UNKNOWN_CODE, FileOutcome
+from bulkmover.state.files import UNKNOWN_CODE, FileOutcome, OutcomeTotals
 from bulkmover.state.schema import SCHEMA_VERSION
 from bulkmover.state.store import StateStore
 
@@ -70,28 +70,6 @@ class FileRow(NamedTuple):
             "shard": self.shard,
             "outcome": self.outcome,
             "error": None if error is None else {"code": error.code, "message": error.message},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """Files per outcome, over the whole ledger (a ``--failed`` report keeps them whole)."""
-
-    imported: int = 0
-    failed: int = 0
-    unknown: int = 0
-    pending: int = 0
-
-    @property
-    def files(self) -> int:
-        return self.imported + self.failed + self.unknown + self.pending
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "imported": self.imported,
-            "failed": self.failed,
-            "unknown": self.unknown,
-            "pending": self.pending,
         }
 
 
@@ -220,7 +198,7 @@ class Ledger:
         plan = self.store.latest_plan()
         return plan.source if plan else ""
 
-    def totals(self) -> Totals:
+    def totals(self) -> OutcomeTotals:
         counts = dict(
             self.conn.execute("SELECT outcome, count(*) FROM objects GROUP BY outcome").fetchall()
         )
@@ -230,7 +208,7 @@ class Ledger:
                 f"state file {self.store.path} holds files with outcome {strange[0]!r}, which"
                 " this bulkmover does not know; upgrade bulkmover"
             )
-        return Totals(**{str(k): int(v) for k, v in counts.items()})
+        return OutcomeTotals(**{str(k): int(v) for k, v in counts.items()})
 
     def reasons(self, *, failed_only: bool) -> Iterator[Reason]:
         """Distinct errors, most files first (then outcome, code, message)."""
