@@ -40,6 +40,7 @@ class Query:
     params: list[Any]
     limit: int
     offset: int
+    in_study: bool = False  # the search is within one study
 
 
 def _keyword(key: str) -> str:
@@ -122,7 +123,7 @@ def build_query(
     offset = _int_param(query, "offset", 0)
     if limit == 0 or limit > MAX_LIMIT[level]:
         limit = MAX_LIMIT[level] if limit else DEFAULT_LIMIT
-    return Query(level, " AND ".join(where), params, limit, offset)
+    return Query(level, " AND ".join(where), params, limit, offset, in_study=study is not None)
 
 
 def _check_level(keyword: str, key_level: str, level: Level) -> None:
@@ -143,7 +144,10 @@ def _int_param(query: MultiMapping[str], name: str, default: int) -> int:
 
 def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any]], bool]:
     """DICOM JSON results of a page, and whether more results follow."""
-    base = f"FROM instances i WHERE {q.where}"
+    # Within one study, its index finds the rows (the planner would walk the whole store's seq
+    # index to avoid a sort of a few rows).
+    hint = " INDEXED BY instances_by_study" if q.in_study else ""
+    base = f"FROM instances i{hint} WHERE {q.where}"
     params = [store_id, *q.params]
     if q.level == "study":
         sql = (
