@@ -83,9 +83,19 @@ def after_log_read(view: LogView, now: float, settings: LogSettings) -> LogDecis
             LogStep.NARROW, reason=f"{said}; none new for {quiet:.0f} s (the log is capped)"
         )
     at = now + read_interval(view.reads, settings)
-    if not settings.resolve or view.logged == 0:
+    if settings.resolve and view.logged > 0:
+        # Read again when the settle time is up, not a whole doubled interval later.
+        at = min(at, now - quiet + settings.settle)
+    else:
         at = min(at, view.ended_at + settings.deadline)
     return LogDecision(LogStep.READ, at=at)
+
+
+def worth_probing_early(view: LogView) -> bool:
+    """Start the header probe while the log is still being read: it has come up short twice
+    (so it is likelier capped than late), and probing only ever marks files the store holds,
+    so it is safe whatever the log says later and hides its time behind the settle wait."""
+    return view.reads >= 2 and view.logged < view.failure
 
 
 class Method(StrEnum):

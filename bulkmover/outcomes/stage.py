@@ -45,6 +45,7 @@ from bulkmover.outcomes.decisions import (
     NarrowView,
     after_log_read,
     choose_narrowing,
+    worth_probing_early,
 )
 from bulkmover.outcomes.drift import Lister, generations
 from bulkmover.state.files import (
@@ -112,6 +113,7 @@ class OutcomeStage:
         self.clock = clock
         self._reads: dict[int, int] = {}  # log reads per shard in this run
         self._probed: set[int] = set()
+        self._early: set[int] = set()  # collecting shards whose log came up short: probe now
         self._active: set[int] = set()  # shards with a narrowing task under way
         self._reading = False
         self._narrowing = asyncio.Semaphore(settings.narrowing_in_parallel)
@@ -144,7 +146,12 @@ class OutcomeStage:
             self._reading = True
             tasks.create_task(self._read_logs(due))
         for shard in settling:
-            if shard.files == FilesState.COLLECTING or shard.shard_id in self._active:
+            if shard.shard_id in self._active:
+                continue
+            if shard.files == FilesState.COLLECTING:
+                if shard.shard_id in self._early and shard.shard_id not in self._probed:
+                    self._active.add(shard.shard_id)
+                    tasks.create_task(self._probe_early(shard))
                 continue
             self._active.add(shard.shard_id)
             if shard.files == FilesState.CHECKING:
@@ -212,6 +219,12 @@ class OutcomeStage:
 
     def _after_read(self, shard: SettlingShard, view: LogView, now: float) -> None:
         decision = after_log_read(view, now, self.settings.log)
+        if (
+            decision.step == LogStep.READ
+            and self.settings.log.resolve
+            and worth_probing_early(view)
+        ):
+            self._early.add(shard.shard_id)
         if decision.step == LogStep.SETTLED:
             self.files.settle(shard.shard_id, FileOutcome.IMPORTED)
         elif decision.step == LogStep.READ:
@@ -225,10 +238,27 @@ class OutcomeStage:
 
     # -- narrowing -----------------------------------------------------------------------------
 
+    async def _probe_early(self, shard: SettlingShard) -> None:
+        """The header probe of a shard whose log is still read (see ``worth_probing_early``)."""
+        try:
+            async with self._narrowing:
+                if self.prober is not None:
+                    candidates = self.files.members(shard.shard_id, FileOutcome.PENDING)
+                    await self._probe(shard, candidates)
+                self._probed.add(shard.shard_id)
+        except BulkmoverError as exc:
+            self.note(shard.shard_id, f"probing a shard's files: {exc}")
+        finally:
+            self._early.discard(shard.shard_id)
+            self._active.discard(shard.shard_id)
+
     async def _narrow(self, shard: SettlingShard) -> None:
         try:
             async with self._narrowing:
-                await self._narrow_step(shard)
+                # A probe and what follows it run in one go: the follow-up (a handful of
+                # STOW-RS, or child shards) must not queue behind other shards' probes.
+                while await self._narrow_step(shard):
+                    pass
         except BulkmoverError as exc:
             # Cloud Storage or the store failed under the probe or STOW: try again next tick
             # (the deadline does not apply: narrowing only ends with an answer).
@@ -238,7 +268,8 @@ class OutcomeStage:
         finally:
             self._active.discard(shard.shard_id)
 
-    async def _narrow_step(self, shard: SettlingShard) -> None:
+    async def _narrow_step(self, shard: SettlingShard) -> bool:
+        """One step; True when another should follow at once (after a probe)."""
         children = self.files.children(shard.shard_id)
         if children:
             if all(
@@ -251,7 +282,7 @@ class OutcomeStage:
                     )
                 else:
                     self.files.settle(shard.shard_id, FileOutcome.IMPORTED, "children settled")
-            return
+            return False
         candidates = self.files.members(shard.shard_id, FileOutcome.PENDING)
         view = NarrowView(
             candidates=len(candidates),
@@ -267,7 +298,7 @@ class OutcomeStage:
         elif method == Method.PROBE:
             await self._probe(shard, candidates)
             self._probed.add(shard.shard_id)
-            self.nudge()
+            return True
         elif method == Method.SPLIT:
             await self._split(shard, candidates)
         else:
@@ -275,6 +306,7 @@ class OutcomeStage:
             self.files.settle(
                 shard.shard_id, FileOutcome.UNKNOWN, "STOW-RS gave no answer for the file"
             )
+        return False
 
     def _costs(self) -> NarrowCosts:
         observed = self.operation_seconds()

@@ -1,9 +1,10 @@
 """Every file's outcome: the per-file half of the state file (schema 4).
 
 A ledger row ends ``imported``, ``failed`` (with the API's code and message), ``unknown`` (with
-why) or stays ``pending``. Outcomes only move forward from ``pending``/``unknown``; the one way
-back is a file-level retry, which makes a failed file ``pending`` again inside the transaction
-that creates the shard retrying it.
+why) or stays ``pending``. Outcomes only move forward from ``pending``/``unknown``, but for two
+ways: a shard's own error log overrules a probe's ``imported`` while the shard is collecting,
+and a file-level retry makes a failed file ``pending`` again inside the transaction that creates
+the shard retrying it.
 
 A shard whose operation ended gets its files *settled* (``shards.files``):
 
@@ -195,14 +196,18 @@ class FileLedger:
 
     def record_failures(self, shard_id: int, failures: Iterable[FileError], at: float) -> int:
         """Logged failures of one shard's operation; returns how many of its files have failed
-        now (the shard's ``logged``). Entries naming no file of the shard are ignored."""
+        now (the shard's ``logged``). Entries naming no file of the shard are ignored.
+
+        The operation's own log wins over a probe that found the file's instance in the store
+        (a damaged copy of an instance stored from another file): only a shard still collecting
+        is read, so no later import of the file can be undone by it."""
         with transaction(self.conn):
             before = self._logged(shard_id)
             for failure in failures:
                 cut = failure.name.rfind("/") + 1
                 self.conn.execute(
                     "UPDATE objects SET outcome='failed', error_code=:code, error_message=:message"
-                    " WHERE outcome IN ('pending', 'unknown') AND name=:file AND directory_id IN"
+                    " WHERE outcome != 'failed' AND name=:file AND directory_id IN"
                     " (SELECT id FROM directories WHERE path=:path) AND " + self._keys(shard_id),
                     {
                         "code": failure.code,

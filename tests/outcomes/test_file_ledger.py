@@ -106,13 +106,20 @@ def test_a_refused_start_fails_its_files_and_retry_reopens_the_shard(tmp_path: P
         assert [s.shard_id for s in store.runs.next_pending(now=1e12)] == [1, 2]
 
 
-def test_outcomes_never_go_back_from_imported_to_failed(tmp_path: Path) -> None:
+def test_the_shards_own_log_overrules_a_probe_and_is_never_read_once_settled(
+    tmp_path: Path,
+) -> None:
     with planned(tmp_path / "s.db") as store:
-        finish(store, 2, success=2, failure=0)
-        finish(store, 1, success=3, failure=0)
-        # A late entry of an old operation cannot undo what a later import proved.
-        store.runs.files.record_failures(2, [FileError("a/2/p.dcm", 3, "late")], 9.0)
-        assert outcomes(store)["a/2/p.dcm"][0] == "imported"
+        files = store.runs.files
+        finish(store, 1, success=2, failure=1)
+        x, y, _ = files.members(1)
+        # A probe found both instances in the store (y's a damaged copy of a stored one) ...
+        files.mark_files([x, y], FileOutcome.IMPORTED)
+        # ... the operation's own log says y failed: the log wins.
+        assert files.record_failures(1, [FileError("a/1/y.dcm", 3, "truncated")], 2.0) == 1
+        assert outcomes(store)["a/1/y.dcm"] == ("failed", 3, "truncated")
+        files.settle(1, FileOutcome.IMPORTED)
+        assert [s.shard_id for s in files.settling()] == []  # settled: its log is read no more
 
 
 def test_a_state_file_belongs_to_one_store(tmp_path: Path) -> None:

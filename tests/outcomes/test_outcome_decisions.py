@@ -15,6 +15,7 @@ from bulkmover.outcomes.decisions import (
     after_log_read,
     choose_narrowing,
     read_interval,
+    worth_probing_early,
 )
 
 S = LogSettings(settle=30, deadline=600, first_interval=2, max_interval=60)
@@ -149,3 +150,15 @@ def test_narrowing_always_makes_progress(
         # A split always makes children that can each be logged in full, and never a lone
         # child repeating its parent.
         assert cap >= 1 and not (child and candidates <= cap)
+
+
+def test_a_short_log_is_read_again_when_its_settle_time_is_up() -> None:
+    # Doubling alone would read at 1000 + 64 s; the settle ends at 1001 + 30 s.
+    decision = after_log_read(view(5, 1, grew_at=1001, reads=7), 1020, S)
+    assert decision.step == LogStep.READ and decision.at == 1031
+
+
+def test_the_probe_starts_once_the_log_came_up_short_twice() -> None:
+    assert not worth_probing_early(view(5, 1, reads=1))
+    assert worth_probing_early(view(5, 1, reads=2))
+    assert not worth_probing_early(view(5, 5, reads=2))
