@@ -128,7 +128,10 @@ async def execute(
             )
             stage.wake, stage.note = executor.wake, executor.note_error
             client.listeners.extend((pacer.on_response, executor.on_response))
-            return await _with_signals(executor, stage)
+            result = await _with_signals(executor, stage)
+            # Cloud Storage reads of the per-file stage (header probes, STOW-RS downloads).
+            result.api_calls["storage"] = storage.counters.requests
+            return result
     finally:
         store.close()
 
