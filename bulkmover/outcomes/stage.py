@@ -246,6 +246,17 @@ class OutcomeStage:
                     candidates = self.files.members(shard.shard_id, FileOutcome.PENDING)
                     await self._probe(shard, candidates)
                 self._probed.add(shard.shard_id)
+                left = len(self.files.members(shard.shard_id, FileOutcome.PENDING))
+                unexplained = shard.failure - self.files.failed_count(shard.shard_id)
+                if 0 < left <= unexplained:
+                    # Every file left failed: waiting out the settle time could only bring
+                    # their reasons, which narrowing gets at once.
+                    self.files.start_narrowing(
+                        shard.shard_id,
+                        f"the probe left {left} file(s), all failed; the log named"
+                        f" {shard.failure - unexplained} of {shard.failure}",
+                    )
+                    self.nudge()
         except BulkmoverError as exc:
             self.note(shard.shard_id, f"probing a shard's files: {exc}")
         finally:

@@ -360,6 +360,10 @@ class FileLedger:
             for r in rows
         ]
 
+    def failed_count(self, shard_id: int) -> int:
+        """How many of the shard's files are known failed (logged, or found otherwise)."""
+        return self._logged(shard_id)
+
     def settling_count(self) -> int:
         row = self.conn.execute(
             "SELECT count(*) FROM shards WHERE files IN ('checking', 'collecting', 'narrowing')"
