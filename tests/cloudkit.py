@@ -6,9 +6,13 @@ Importable from any test module as ``cloudkit`` (``tests/`` is on sys.path); the
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from bulkmover.emulator.processes import RunningServer, python_module_argv, start_server
 
@@ -88,3 +92,59 @@ def fill_bucket(url: str, bucket: str, objects: dict[str, bytes]) -> None:
             data,
             "application/octet-stream",
         )
+
+
+class EmulatorPair:
+    """Our two emulators for one test (the Healthcare one reading from the GCS one), with the
+    few calls tests make on them directly; ``stop()`` them in a ``finally``."""
+
+    def __init__(self, tmp: Path, *hc_flags: str) -> None:
+        self.gcs = start_gcs_emulator(tmp / "gcs")
+        try:
+            self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
+        except BaseException:
+            self.gcs.stop()
+            raise
+
+    def stop(self) -> None:
+        self.hc.stop()
+        self.gcs.stop()
+
+    def http(self, method: str, path: str) -> Any:
+        """A Healthcare emulator call: its JSON answer."""
+        req = urllib.request.Request(
+            self.hc.url + path, data=b"{}" if method == "POST" else None, method=method,
+            headers={"Content-Type": "application/json", "Authorization": "Bearer test"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def make_store(self) -> None:
+        """Dataset ``d`` and DICOM store ``s`` in project ``p``, location ``l``."""
+        self.http("POST", "/v1/projects/p/locations/l/datasets?datasetId=d")
+        self.http("POST", "/v1/projects/p/locations/l/datasets/d/dicomStores?dicomStoreId=s")
+
+    def imports(self) -> list[dict[str, Any]]:
+        """Every import operation the emulator ever ran, with request and counters."""
+        ops = self.http("GET", "/_emulator/operations")["operations"]
+        return [o for o in ops if "gcsSource" in o["request"]]
+
+    def copy(self, source: str, dest: str, bucket: str = "pacs") -> None:
+        """Copy an object's bytes to ``dest`` (a new generation when ``dest`` exists)."""
+        quoted = urllib.parse.quote(source, safe="")
+        url = f"{self.gcs.url}/download/storage/v1/b/{bucket}/o/{quoted}?alt=media"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            data = resp.read()
+        query = urllib.parse.urlencode({"uploadType": "media", "name": dest})
+        req = urllib.request.Request(
+            f"{self.gcs.url}/upload/storage/v1/b/{bucket}/o?{query}", data=data, method="POST",
+            headers={"Content-Type": "application/dicom"},
+        )  # fmt: skip
+        urllib.request.urlopen(req, timeout=30).close()
+
+    def delete(self, name: str, bucket: str = "pacs") -> None:
+        quoted = urllib.parse.quote(name, safe="")
+        req = urllib.request.Request(
+            f"{self.gcs.url}/storage/v1/b/{bucket}/o/{quoted}", method="DELETE"
+        )
+        urllib.request.urlopen(req, timeout=30).close()

@@ -16,14 +16,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cloudkit import start_gcs_emulator, start_healthcare_emulator
+from cloudkit import EmulatorPair
 
 from bulkmover.corpus import CorpusSpec, write_corpus
 
@@ -51,34 +50,7 @@ state: state/run.db
 """
 
 
-class Cloud:
-    def __init__(self, tmp: Path, *hc_flags: str) -> None:
-        self.gcs = start_gcs_emulator(tmp / "gcs")
-        try:
-            self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
-        except BaseException:
-            self.gcs.stop()
-            raise
-
-    def stop(self) -> None:
-        self.hc.stop()
-        self.gcs.stop()
-
-    def http(self, method: str, path: str) -> Any:
-        req = urllib.request.Request(
-            self.hc.url + path, data=b"{}" if method == "POST" else None, method=method,
-            headers={"Content-Type": "application/json", "Authorization": "Bearer test"},
-        )  # fmt: skip
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"{}")
-
-    def make_store(self) -> None:
-        self.http("POST", "/v1/projects/p/locations/l/datasets?datasetId=d")
-        self.http("POST", "/v1/projects/p/locations/l/datasets/d/dicomStores?dicomStoreId=s")
-
-    def imports(self) -> list[dict[str, Any]]:
-        ops = self.http("GET", "/_emulator/operations")["operations"]
-        return [o for o in ops if "gcsSource" in o["request"]]
+Cloud = EmulatorPair
 
 
 def seeded_cloud(tmp: Path, *hc_flags: str, per_shard: int = 8) -> tuple[Cloud, Path]:

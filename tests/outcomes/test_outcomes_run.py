@@ -18,14 +18,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cloudkit import start_gcs_emulator, start_healthcare_emulator
+from cloudkit import EmulatorPair
 
 from bulkmover.corpus import CorpusSpec, read_manifest, write_corpus
 
@@ -49,38 +47,7 @@ state: state/run.db
 """
 
 
-class Cloud:
-    def __init__(self, tmp: Path, *hc_flags: str) -> None:
-        self.gcs = start_gcs_emulator(tmp / "gcs")
-        try:
-            self.hc = start_healthcare_emulator(tmp / "hc", self.gcs.url, *hc_flags)
-        except BaseException:
-            self.gcs.stop()
-            raise
-
-    def stop(self) -> None:
-        self.hc.stop()
-        self.gcs.stop()
-
-    def hc_post(self, path: str) -> None:
-        req = urllib.request.Request(
-            self.hc.url + path, data=b"{}", method="POST",
-            headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        urllib.request.urlopen(req, timeout=30).close()
-
-    def copy(self, source: str, dest: str) -> None:
-        quoted = urllib.parse.quote(source, safe="")
-        with urllib.request.urlopen(
-            f"{self.gcs.url}/download/storage/v1/b/pacs/o/{quoted}?alt=media", timeout=30
-        ) as resp:
-            data = resp.read()
-        query = urllib.parse.urlencode({"uploadType": "media", "name": dest})
-        req = urllib.request.Request(
-            f"{self.gcs.url}/upload/storage/v1/b/pacs/o?{query}", data=data, method="POST",
-            headers={"Content-Type": "application/dicom"},
-        )  # fmt: skip
-        urllib.request.urlopen(req, timeout=30).close()
+Cloud = EmulatorPair
 
 
 def seeded(
@@ -101,8 +68,7 @@ def seeded(
             copy = f"site-a/copies/{n:03d}.dcm"
             cloud.copy(name, copy)
             truth[copy] = "imported"
-        cloud.hc_post("/v1/projects/p/locations/l/datasets?datasetId=d")
-        cloud.hc_post("/v1/projects/p/locations/l/datasets/d/dicomStores?dicomStoreId=s")
+        cloud.make_store()
     except BaseException:
         cloud.stop()
         raise
@@ -245,12 +211,6 @@ def test_resolution_off_leaves_unknown_with_the_reason(tmp_path: Path) -> None:
         cloud.stop()
 
 
-def emulator_imports(cloud: Cloud) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(cloud.hc.url + "/_emulator/operations", timeout=30) as resp:
-        ops = json.loads(resp.read())["operations"]
-    return [o for o in ops if "gcsSource" in o["request"]]
-
-
 @pytest.mark.slow
 def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
     cloud, config, truth = seeded(tmp_path, "--seed", "12")
@@ -273,7 +233,7 @@ def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
         )
         [fixed] = [r["name"] for r in read_manifest(manifest)]
         cloud.copy(fixed, bad[0])
-        imports_before = len(emulator_imports(cloud))
+        imports_before = len(cloud.imports())
         result = bulkmover("run", str(config), "--retry-failed", "--json")
         assert result.returncode == 1, result.stderr  # the other bad files fail again
         assert f"retrying {len(bad)} failed file(s)" in result.stderr
@@ -282,7 +242,7 @@ def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
         assert all(after[n][0] == "failed" and after[n][1] for n in bad[1:])
         assert all(after[n][0] == "imported" for n, v in truth.items() if v == "imported")
         # Only the failed files were imported again: the retry operations' counters add up to them.
-        retried = emulator_imports(cloud)[imports_before:]
+        retried = cloud.imports()[imports_before:]
         counters = [o["counter"] for o in retried]
         assert sum(c["success"] + c["failure"] + c["skipped"] for c in counters) == len(bad)
         conn = sqlite3.connect(config.parent / "state" / "run.db")
@@ -338,11 +298,7 @@ def test_files_changed_since_planning_are_flagged_and_a_deleted_one_fails(tmp_pa
         assert bulkmover("plan", str(config)).returncode == 0
         valid = sorted(n for n, v in truth.items() if v == "imported" and "copies" not in n)
         deleted, replaced = valid[0], valid[5]
-        quoted = urllib.parse.quote(deleted, safe="")
-        req = urllib.request.Request(
-            f"{cloud.gcs.url}/storage/v1/b/pacs/o/{quoted}", method="DELETE"
-        )
-        urllib.request.urlopen(req, timeout=30).close()
+        cloud.delete(deleted)
         cloud.copy(replaced, replaced)  # the same bytes, a new generation
         run_json(config)
         found = outcomes(config)
