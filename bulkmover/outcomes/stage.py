@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -322,14 +323,7 @@ class OutcomeStage:
     def _costs(self) -> NarrowCosts:
         observed = self.operation_seconds()
         costs = self.settings.costs
-        if observed is None:
-            return costs
-        return NarrowCosts(
-            operation=observed,
-            operations_in_flight=costs.operations_in_flight,
-            stow_file=costs.stow_file,
-            stow_in_flight=costs.stow_in_flight,
-        )
+        return costs if observed is None else dataclasses.replace(costs, operation=observed)
 
     async def _probe(self, shard: SettlingShard, candidates: list[FileRef]) -> None:
         """Candidates whose instance the store holds were imported (or were there already)."""

@@ -22,8 +22,7 @@ file, whichever shard found it.
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -149,8 +148,11 @@ _CHILD_KEYS = (
 class FileLedger:
     """Per-file outcomes and child shards on an open state file (one writer: ``run``)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, event: Callable[[int | None, str, str], None]
+    ) -> None:
         self.conn = conn
+        self._event = event  # the run's event log (RunLedger's), inside the open transaction
 
     # -- settling, called inside RunLedger.mark_finished's transaction -------------------------
 
@@ -461,9 +463,3 @@ class FileLedger:
 
     def _files_state(self, shard_id: int, state: FilesState) -> None:
         self.conn.execute("UPDATE shards SET files=? WHERE id=?", (state.value, shard_id))
-
-    def _event(self, shard_id: int | None, kind: str, detail: str) -> None:
-        self.conn.execute(
-            "INSERT INTO events (at, shard_id, kind, detail) VALUES (?, ?, ?, ?)",
-            (time.time(), shard_id, kind, detail),
-        )

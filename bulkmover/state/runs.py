@@ -133,7 +133,7 @@ class RunLedger:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._now = time.time
-        self.files = FileLedger(conn)
+        self.files = FileLedger(conn, self._event)
 
     # -- transitions (each one committed) ----------------------------------------------------
 
