@@ -14,6 +14,7 @@ from bulkmover.errors import StateError, UsageError
 from bulkmover.execution.executor import RunResult
 from bulkmover.execution.runner import RunOptions, result_json, run_sync, storage_client
 from bulkmover.outcomes.retry import RetryPlan, prepare_retry
+from bulkmover.state.lock import writer_lock
 from bulkmover.state.store import StateStore
 from bulkmover.units import format_duration
 
@@ -29,12 +30,14 @@ def run_command(
     config = load_config(config_path)
     if error_code is not None and not retry_failed:
         raise UsageError("--error-code only applies with --retry-failed; add --retry-failed")
-    if retry_failed and config.state.exists():
-        plan = asyncio.run(_prepare_retry(config, error_code))
-        Console(stderr=True).print(plan.line(), soft_wrap=True, highlight=False)
-    elif retry_failed and error_code is not None:
+    if retry_failed and not config.state.exists() and error_code is not None:
         raise StateError(f"state file {config.state} not found; nothing has failed yet")
-    result = run_sync(config, options=RunOptions(create_store=create_store))
+    # One hold of the writer lock across the retry's preparation and the run it feeds.
+    with writer_lock(config.state):
+        if retry_failed and config.state.exists():
+            plan = asyncio.run(_prepare_retry(config, error_code))
+            Console(stderr=True).print(plan.line(), soft_wrap=True, highlight=False)
+        result = run_sync(config, options=RunOptions(create_store=create_store))
     if as_json:
         json.dump(result_json(result), sys.stdout)
         sys.stdout.write("\n")

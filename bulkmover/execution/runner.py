@@ -32,6 +32,7 @@ from bulkmover.outcomes.decisions import LogSettings, NarrowCosts
 from bulkmover.outcomes.probe import HeaderProber
 from bulkmover.outcomes.stage import OutcomeStage, StageSettings
 from bulkmover.retry import RetryPolicy
+from bulkmover.state.lock import writer_lock
 from bulkmover.state.store import StateStore
 
 log = structlog.get_logger("bulkmover.run")
@@ -86,7 +87,14 @@ def has_plan(config: Config) -> bool:
 async def execute(
     config: Config, board: BoardSink | None = None, options: RunOptions = RunOptions()
 ) -> RunResult:
-    """Plan if needed, then run every pending shard; returns when all are terminal or stopped."""
+    """Plan if needed, then run every pending shard; returns when all are terminal or stopped.
+
+    The whole run holds the state file's writer lock: a second writer stops at once."""
+    with writer_lock(config.state):
+        return await _execute(config, board, options)
+
+
+async def _execute(config: Config, board: BoardSink | None, options: RunOptions) -> RunResult:
     if not has_plan(config):
         from bulkmover.planning.plan import plan_async
 

@@ -28,6 +28,7 @@ from bulkmover.gcs.wildcard import Wildcard, sql_glob
 from bulkmover.planning.sharding import Limits, Sharding, ShardSpec, plan_shards
 from bulkmover.retry import RetryPolicy
 from bulkmover.state import ListingStage, PlanDraft, PlanTotals, PlanWriter, Shard, StateStore
+from bulkmover.state.lock import writer_lock
 
 UNADDRESSABLE_REASON = "name holds '*' or '?': no import URI can address it without matching others"
 
@@ -67,6 +68,12 @@ def plan(
 async def plan_async(
     config: Config, *, replan: bool = False, progress: PlanProgress | None = None
 ) -> PlanOutcome:
+    """Plan under the state file's writer lock (see ``bulkmover.state.lock``)."""
+    with writer_lock(config.state):
+        return await _plan(config, replan=replan, progress=progress)
+
+
+async def _plan(config: Config, *, replan: bool, progress: PlanProgress | None) -> PlanOutcome:
     started = time.monotonic()
     settings = config.import_
     source = settings.wildcard

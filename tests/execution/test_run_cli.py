@@ -303,3 +303,34 @@ def test_bad_inputs_are_one_line_errors_and_leave_state_untouched(tmp_path: Path
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert status(config) == before
+
+
+def test_a_second_writer_during_a_run_stops_at_once_and_imports_nothing(tmp_path: Path) -> None:
+    """Two `run`s (or a `plan --replan` under a `run`) on one state file: the second stops at
+    once with one line naming the first; every shard is imported once."""
+    cloud, config = seeded_cloud(tmp_path, "--operation-time", "1.5", "--seed", "6", per_shard=6)
+    try:
+        first = subprocess.Popen(
+            [*BULKMOVER, "run", str(config), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not _running_operations(config):
+            assert time.monotonic() < deadline, "the first run recorded no operation"
+            time.sleep(0.2)
+        for args in (["run", str(config)], ["plan", str(config), "--replan"]):
+            second = bulkmover(*args)
+            assert second.returncode != 0, second.stdout
+            assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+            assert f"pid {first.pid}" in second.stderr, second.stderr
+        out, err = first.communicate(timeout=240)
+        assert first.returncode == 1, err  # the corpus's bad files
+        doc = status(config)
+        assert all(s["state"] == "done" for s in doc["shards"])
+        per_uri = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
+        assert per_uri == Counter(s["uri"] for s in doc["shards"])  # each shard once
+        assert bulkmover("report", str(config), "--json").returncode == 0
+    finally:
+        cloud.stop()
