@@ -302,7 +302,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         app.main(args=argv, prog_name="bulkmover", standalone_mode=False)
     except BulkmoverError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from bulkmover.logs import redact_text  # servers may echo a request's credentials
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Abort:
         print("interrupted", file=sys.stderr)

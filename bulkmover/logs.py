@@ -13,9 +13,20 @@ from typing import Any, TextIO
 import structlog
 
 _SECRET_KEYS = re.compile(r"token|authorization|password|secret|private_key|credential", re.I)
-_BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._\-]+")
+_BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._\-~+/=]+", re.I)
+# Google OAuth access tokens (ya29....) and a key file's private key, wherever they appear.
+_ACCESS_TOKEN = r"ya29\.[A-Za-z0-9._\-]+"
+_PRIVATE_KEY = r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*(-----END [A-Z ]*PRIVATE KEY-----)?"
+_TOKENS = re.compile(f"{_ACCESS_TOKEN}|{_PRIVATE_KEY}")
 
 _open_file: TextIO | None = None
+
+
+def redact_text(text: str) -> str:
+    """``text`` with bearer tokens, access tokens and private keys replaced: for every line
+    that reaches a terminal (error lines, the board's errors), as ``redact`` is for the log."""
+    text = _BEARER.sub("Bearer [redacted]", text)
+    return _TOKENS.sub("[redacted]", text)
 
 
 def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -23,8 +34,8 @@ def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key):
             event[key] = "[redacted]"
-        elif isinstance(value, str) and "Bearer" in value:
-            event[key] = _BEARER.sub("Bearer [redacted]", value)
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
     return event
 
 

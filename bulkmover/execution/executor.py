@@ -51,6 +51,7 @@ from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.failures import OutcomeUnknownError
 from bulkmover.healthcare.operations import Operation, PollSchedule
 from bulkmover.healthcare.stats import Family, RequestEvent
+from bulkmover.logs import redact_text
 from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.runs import RunLedger, RunTotals, ShardRun
 
@@ -598,7 +599,7 @@ class Executor:
 
     def _note_error(self, shard_id: int | None, message: str) -> None:
         prefix = f"shard {shard_id}: " if shard_id is not None else ""
-        self.errors.append(prefix + message)
+        self.errors.append(prefix + redact_text(message))  # the board is a terminal
         log.warning("error", shard=shard_id, message=message)
 
 
