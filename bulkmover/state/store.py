@@ -129,6 +129,13 @@ class StateStore:
     def open(cls, path: str | Path, *, create: bool = True) -> StateStore:
         """Open (or create) the state file at ``path`` and bring its schema up to date."""
         path = Path(path)
+        if path.exists() and path.is_file() and path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database: a plan and its progress
+            # silently replaced. Only a truncation or a crash while creating it leaves one.
+            raise StateError(
+                f"state file {path} is empty (0 bytes): it holds no plan and no progress;"
+                " restore it from a backup, or delete it to start over with `bulkmover plan`"
+            )
         if not path.exists():
             if not create:
                 raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")

@@ -291,3 +291,11 @@ def test_open_readonly_reads_beside_a_writer_and_never_writes(tmp_path: Path) ->
     sqlite3.connect(other).close()
     with pytest.raises(StateError, match="cannot read state file"):
         StateStore.open_readonly(other)
+
+
+def test_an_empty_state_file_is_refused_never_replaced(tmp_path: Path) -> None:
+    empty = tmp_path / "run.db"
+    empty.write_bytes(b"")
+    with pytest.raises(StateError, match="is empty") as err:
+        StateStore.open(empty)
+    assert "\n" not in str(err.value) and empty.stat().st_size == 0
