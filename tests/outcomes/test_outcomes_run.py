@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,12 @@ state: state/run.db
 Cloud = EmulatorPair
 
 
+@contextmanager
 def seeded(
     tmp: Path, *hc_flags: str, settle: float = 1.0, extra: str = ""
-) -> tuple[Cloud, Path, dict[str, str]]:
-    """The cloud, a config, and the truth: every file's expected outcome."""
+) -> Iterator[tuple[Cloud, Path, dict[str, str]]]:
+    """The cloud, a config, and the truth (every file's expected outcome); the cloud stops
+    when the block ends."""
     cloud = Cloud(tmp, *hc_flags)
     try:
         manifest = tmp / "truth.jsonl"
@@ -69,12 +73,13 @@ def seeded(
             cloud.copy(name, copy)
             truth[copy] = "imported"
         cloud.make_store()
-    except BaseException:
+        config = tmp / "job.yaml"
+        config.write_text(
+            CONFIG.format(hc=cloud.hc.url, gcs=cloud.gcs.url, settle=settle, extra=extra)
+        )
+        yield cloud, config, truth
+    finally:
         cloud.stop()
-        raise
-    config = tmp / "job.yaml"
-    config.write_text(CONFIG.format(hc=cloud.hc.url, gcs=cloud.gcs.url, settle=settle, extra=extra))
-    return cloud, config, truth
 
 
 def bulkmover(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -138,10 +143,9 @@ def run_json(config: Path) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_capped_log_faults_and_duplicates_every_file_exact(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(
+    with seeded(
         tmp_path, "--log-errors-per-operation", "1", "--fault-rate", "0.05", "--seed", "4"
-    )
-    try:
+    ) as (cloud, config, truth):
         summary = run_json(config)
         bad = sum(1 for v in truth.values() if v == "failed")
         assert summary["files"] == {
@@ -158,44 +162,35 @@ def test_capped_log_faults_and_duplicates_every_file_exact(tmp_path: Path) -> No
         assert narrowed.fetchone()[0] > 0
         assert children.fetchone()[0] >= 0
         conn.close()
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_kill9_during_resolution_still_exact(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(
+    with seeded(
         tmp_path, "--log-errors-per-operation", "1", "--fault-rate", "0.05",
         "--operation-time", "0.3", "--seed", "8",
-    )  # fmt: skip
-    try:
+    ) as (cloud, config, truth):  # fmt: skip
         kill_runs(config, random.Random(99), times=5, after=(1.0, 4.0))
         run_json(config)
         assert_exact(config, truth)
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_log_ingestion_delay_still_exact(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(
+    with seeded(
         tmp_path, "--log-errors-per-operation", "1", "--log-ingestion-delay", "2",
         "--seed", "6", settle=3.0,
-    )  # fmt: skip
-    try:
+    ) as (cloud, config, truth):  # fmt: skip
         run_json(config)
         assert_exact(config, truth)
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_resolution_off_leaves_unknown_with_the_reason(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(
+    with seeded(
         tmp_path, "--log-errors-per-operation", "1", "--seed", "2",
         extra="  resolve_failures: false\n",
-    )  # fmt: skip
-    try:
+    ) as (cloud, config, truth):  # fmt: skip
         config.write_text(
             config.read_text().replace("log_deadline_seconds: 60", "log_deadline_seconds: 2")
         )
@@ -207,14 +202,11 @@ def test_resolution_off_leaves_unknown_with_the_reason(tmp_path: Path) -> None:
         # Files the log named are failed with the reason; no bad file is called imported.
         assert all(found[n][0] != "imported" for n, v in truth.items() if v == "failed")
         assert Counter(v[0] for v in found.values())["pending"] == 0
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(tmp_path, "--seed", "12")
-    try:
+    with seeded(tmp_path, "--seed", "12") as (cloud, config, truth):
         run_json(config)
         bad = sorted(n for n, v in truth.items() if v == "failed")
         before = outcomes(config)
@@ -252,16 +244,14 @@ def test_retry_failed_imports_exactly_the_failed_files(tmp_path: Path) -> None:
         ).fetchall()
         conn.close()
         assert changed == [(bad[0],)]
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_a_log_that_names_nothing_is_resolved_by_stow(tmp_path: Path) -> None:
     """Cap 0: no entry ever comes. After the deadline the probe leaves the bad files, and
     STOW-RS says why each one fails."""
-    cloud, config, truth = seeded(tmp_path, "--log-errors-per-operation", "0", "--seed", "3")
-    try:
+    flags = ("--log-errors-per-operation", "0", "--seed", "3")
+    with seeded(tmp_path, *flags) as (cloud, config, truth):
         config.write_text(
             config.read_text().replace("log_deadline_seconds: 60", "log_deadline_seconds: 3")
         )
@@ -269,14 +259,11 @@ def test_a_log_that_names_nothing_is_resolved_by_stow(tmp_path: Path) -> None:
         assert_exact(config, truth)
         found = outcomes(config)
         assert all("STOW" in (found[n][2] or "") for n, v in truth.items() if v == "failed")
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_a_config_pointing_at_another_store_is_refused_state_untouched(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(tmp_path, "--seed", "13")
-    try:
+    with seeded(tmp_path, "--seed", "13") as (cloud, config, truth):
         run_json(config)
         before = outcomes(config)
         original = config.read_text()
@@ -287,14 +274,11 @@ def test_a_config_pointing_at_another_store_is_refused_state_untouched(tmp_path:
             assert result.stderr.count("\n") == 1 and "belongs to DICOM store" in result.stderr
         config.write_text(original)
         assert outcomes(config) == before
-    finally:
-        cloud.stop()
 
 
 @pytest.mark.slow
 def test_files_changed_since_planning_are_flagged_and_a_deleted_one_fails(tmp_path: Path) -> None:
-    cloud, config, truth = seeded(tmp_path, "--seed", "21")
-    try:
+    with seeded(tmp_path, "--seed", "21") as (cloud, config, truth):
         assert bulkmover("plan", str(config)).returncode == 0
         valid = sorted(n for n, v in truth.items() if v == "imported" and "copies" not in n)
         deleted, replaced = valid[0], valid[5]
@@ -314,5 +298,3 @@ def test_files_changed_since_planning_are_flagged_and_a_deleted_one_fails(tmp_pa
         ).fetchall()
         conn.close()
         assert changed == sorted([(deleted,), (replaced,)])
-    finally:
-        cloud.stop()
