@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from bulkmover.emulator.healthcare.db import InstanceRow, StoreRow
 from bulkmover.emulator.healthcare.dicomfiles import (
     DicomFailure,
     RenderError,
@@ -27,7 +28,7 @@ from bulkmover.emulator.healthcare.names import check_uid
 from bulkmover.emulator.healthcare.qido import Level, build_query, run_query
 from bulkmover.emulator.healthcare.requests import store_name
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, invalid, not_found
-from bulkmover.emulator.healthcare.service import service_of
+from bulkmover.emulator.healthcare.service import Service, service_of
 
 DICOM_JSON = "application/dicom+json"
 # DICOM PS3.4 C-STORE failure reasons used in a STOW-RS FailedSOPSequence.
@@ -183,7 +184,8 @@ def _retrieve_format(accept: str) -> tuple[bool, ExportFormat]:
     )
 
 
-async def retrieve_instance(request: web.Request) -> web.Response:
+def _instance(request: web.Request) -> tuple[Service, StoreRow, InstanceRow]:
+    """The instance a studies/{s}/series/{se}/instances/{i} path names, or NOT_FOUND."""
     svc = service_of(request)
     store = svc.require_store(store_name(request))
     study, series, sop = _uids(request)
@@ -191,6 +193,11 @@ async def retrieve_instance(request: web.Request) -> web.Response:
     inst = svc.db.instance(store.id, study, series, sop)
     if inst is None:
         raise not_found(f"instance /studies/{study}/series/{series}/instances/{sop} not found")
+    return svc, store, inst
+
+
+async def retrieve_instance(request: web.Request) -> web.Response:
+    svc, _, inst = _instance(request)
     multipart, fmt = _retrieve_format(request.headers.get("Accept", ""))
     try:
         [(_, data)] = await svc.cpu.run(render, str(svc.db.data_dir / inst.blob), fmt)
@@ -215,16 +222,10 @@ async def retrieve_instance(request: web.Request) -> web.Response:
 
 
 async def retrieve_instance_metadata(request: web.Request) -> web.Response:
-    svc = service_of(request)
-    store = svc.require_store(store_name(request))
-    study, series, sop = _uids(request)
-    assert study and series and sop
-    inst = svc.db.instance(store.id, study, series, sop)
-    if inst is None:
-        raise not_found(f"instance /studies/{study}/series/{series}/instances/{sop} not found")
+    svc, store, inst = _instance(request)
     bulk = (
-        f"{_base_url(request)}/{store.name.path}/dicomWeb/studies/{study}/series/{series}"
-        f"/instances/{sop}"
+        f"{_base_url(request)}/{store.name.path}/dicomWeb/studies/{inst.study}"
+        f"/series/{inst.series}/instances/{inst.sop}"
     )
     metadata = await svc.cpu.run(metadata_json, str(svc.db.data_dir / inst.blob), bulk)
     return _dicom_json_response([metadata])
@@ -234,14 +235,10 @@ async def delete_instance(request: web.Request) -> web.Response:
     """DELETE studies/{s}/series/{se}/instances/{i}: 200 with an empty body, as the API does.
 
     Lets tests take an instance away behind an importer's back (``bulkmover verify``)."""
-    svc = service_of(request)
-    store = svc.require_store(store_name(request))
-    study, series, sop = _uids(request)
-    assert study and series and sop
-    inst = svc.db.instance(store.id, study, series, sop)
-    if inst is None:
-        raise not_found(f"instance /studies/{study}/series/{series}/instances/{sop} not found")
-    svc.db.conn.execute("DELETE FROM instances WHERE store_id = ? AND sop = ?", (store.id, sop))
+    svc, store, inst = _instance(request)
+    svc.db.conn.execute(
+        "DELETE FROM instances WHERE store_id = ? AND sop = ?", (store.id, inst.sop)
+    )
     svc.db.commit()
     (svc.db.data_dir / inst.blob).unlink(missing_ok=True)
     return web.json_response({})
