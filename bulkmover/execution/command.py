@@ -12,7 +12,13 @@ from rich.console import Console
 from bulkmover.config import Config, load_config
 from bulkmover.errors import StateError, UsageError
 from bulkmover.execution.executor import RunResult
-from bulkmover.execution.runner import RunOptions, result_json, run_sync, storage_client
+from bulkmover.execution.runner import (
+    STAGE_STORAGE_CONCURRENCY,
+    RunOptions,
+    result_json,
+    run_sync,
+)
+from bulkmover.gcs.client import storage_client
 from bulkmover.outcomes.retry import RetryPlan, prepare_retry
 from bulkmover.state.lock import writer_lock
 from bulkmover.state.store import StateStore
@@ -55,7 +61,7 @@ async def _prepare_retry(config: Config, error_code: int | None) -> RetryPlan:
             raise StateError(
                 f"state file {config.state} holds no plan; run `bulkmover plan CONFIG` first"
             )
-        async with storage_client(config) as storage:
+        async with storage_client(config, STAGE_STORAGE_CONCURRENCY) as storage:
             return await prepare_retry(
                 store,
                 storage,

@@ -23,7 +23,7 @@ from bulkmover.execution.executor import Executor, ExecutorSettings, RunResult
 from bulkmover.execution.kinds import ImportKind
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings, ProbeSettings, ThroughputProbe
 from bulkmover.execution.pacing import StartPacer
-from bulkmover.gcs.client import StorageClient
+from bulkmover.gcs.client import storage_client
 from bulkmover.healthcare.auth import load_credentials
 from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.resources import StorePath
@@ -31,11 +31,13 @@ from bulkmover.healthcare.stats import Family
 from bulkmover.outcomes.decisions import LogSettings, NarrowCosts
 from bulkmover.outcomes.probe import HeaderProber
 from bulkmover.outcomes.stage import OutcomeStage, StageSettings
-from bulkmover.retry import RetryPolicy
 from bulkmover.state.lock import writer_lock
 from bulkmover.state.store import StateStore
 
 log = structlog.get_logger("bulkmover.run")
+
+#: Cloud Storage requests in flight for the per-file stage (header probes, STOW-RS reads).
+STAGE_STORAGE_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ async def _execute(config: Config, board: BoardSink | None, options: RunOptions)
         )
         target = config.target.store_path
         store.check_target(str(target), record=True)
-        async with client, storage_client(config) as storage:
+        async with client, storage_client(config, STAGE_STORAGE_CONCURRENCY) as storage:
             await _preflight(client, target, options.create_store)
             stage = OutcomeStage(
                 store.runs.files,
@@ -155,18 +157,6 @@ def stage_settings(config: Config, options: RunOptions) -> StageSettings:
         tick=options.tick,
         max_child_files=config.import_.max_objects_per_shard,
         costs=NarrowCosts(operations_in_flight=run.max_operations_in_flight),
-    )
-
-
-def storage_client(config: Config) -> StorageClient:
-    """Cloud Storage as the planner reaches it: read files to probe or STOW-RS them."""
-    storage = config.storage
-    return StorageClient(
-        endpoint=storage.endpoint,
-        concurrency=64,
-        policy=RetryPolicy(max_attempts=storage.max_attempts, base_delay=0.25, max_delay=8.0),
-        key_file=config.credentials.key_file,
-        anonymous=config.credentials.kind == "anonymous",
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from gcloud.aio.storage import Storage
@@ -34,6 +34,9 @@ from bulkmover.retry import (
     parse_retry_after,
     send_with_retries,
 )
+
+if TYPE_CHECKING:
+    from bulkmover.config import Config
 
 REAL_ENDPOINT = "https://storage.googleapis.com"
 REQUEST_TIMEOUT = 120.0
@@ -277,3 +280,16 @@ def _server_message(err: aiohttp.ClientResponseError) -> str:
 def _first_line(value: object) -> str:
     lines = str(value).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def storage_client(config: Config, concurrency: int) -> StorageClient:
+    """A job's Cloud Storage client, as every command builds it: the config's endpoint, retry
+    attempts and credentials (the planner's listing, the run's probes, ``verify``)."""
+    settings = config.storage
+    return StorageClient(
+        endpoint=settings.endpoint,
+        concurrency=concurrency,
+        policy=RetryPolicy(max_attempts=settings.max_attempts, base_delay=0.25, max_delay=8.0),
+        key_file=config.credentials.key_file,
+        anonymous=config.credentials.kind == "anonymous",
+    )

@@ -22,11 +22,10 @@ from typing import Protocol
 
 from bulkmover.config import Config
 from bulkmover.errors import PlanError, StateError
-from bulkmover.gcs.client import StorageClient
+from bulkmover.gcs.client import storage_client
 from bulkmover.gcs.listing import ListingStats, list_matches
 from bulkmover.gcs.wildcard import Wildcard, sql_glob
 from bulkmover.planning.sharding import Limits, Sharding, ShardSpec, plan_shards
-from bulkmover.retry import RetryPolicy
 from bulkmover.state import ListingStage, PlanDraft, PlanTotals, PlanWriter, Shard, StateStore
 from bulkmover.state.lock import writer_lock
 
@@ -131,13 +130,7 @@ async def _plan(config: Config, *, replan: bool, progress: PlanProgress | None) 
 async def _list(config: Config, source: Wildcard, stage: ListingStage, stats: ListingStats) -> None:
     """List what ``source`` matches into ``stage`` (one shared session, our retries)."""
     storage = config.storage
-    async with StorageClient(
-        endpoint=storage.endpoint,
-        concurrency=storage.list_concurrency,
-        policy=RetryPolicy(max_attempts=storage.max_attempts, base_delay=0.25, max_delay=8.0),
-        key_file=config.credentials.key_file,
-        anonymous=config.credentials.kind == "anonymous",
-    ) as client:
+    async with storage_client(config, storage.list_concurrency) as client:
         await list_matches(
             source,
             client,

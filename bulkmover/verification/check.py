@@ -23,14 +23,13 @@ from typing import Any, Literal, Protocol
 
 from bulkmover.config import Config
 from bulkmover.errors import ApiError
-from bulkmover.gcs.client import StorageClient
+from bulkmover.gcs.client import StorageClient, storage_client
 from bulkmover.healthcare.auth import load_credentials
 from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.dicomweb import StoreMetrics
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.inspection.headers import Header, read_headers
 from bulkmover.inspection.presence import present_sop_uids
-from bulkmover.retry import RetryPolicy
 from bulkmover.verification.ledger import ImportedFiles, LedgerFile, open_ledger
 
 CHUNK = 5000
@@ -149,7 +148,7 @@ async def verify(
                 chosen, total = ledger.sample(sample, seed, imported), min(sample, imported)
             if progress is not None:
                 progress.started(total)
-            async with _storage(config) as storage:
+            async with storage_client(config, HEADER_CONCURRENCY) as storage:
                 for chunk in _chunks(chosen, CHUNK):
                     await _check(chunk, storage, client, store, report, progress)
     finally:
@@ -170,18 +169,6 @@ async def _metrics(client: HealthcareClient, store: StorePath) -> StoreMetrics:
                 status=404,
             ) from None
         raise
-
-
-def _storage(config: Config) -> StorageClient:
-    """Built as the planner builds it (endpoint, retries, credentials)."""
-    settings = config.storage
-    return StorageClient(
-        endpoint=settings.endpoint,
-        concurrency=HEADER_CONCURRENCY,
-        policy=RetryPolicy(max_attempts=settings.max_attempts, base_delay=0.25, max_delay=8.0),
-        key_file=config.credentials.key_file,
-        anonymous=config.credentials.kind == "anonymous",
-    )
 
 
 def _chunks(files: Iterable[LedgerFile], size: int) -> Iterator[list[LedgerFile]]:
