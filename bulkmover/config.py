@@ -152,6 +152,9 @@ class RunConfig(_Section):
     """How long after an operation ends to keep reading its error log for late entries."""
     log_settle_seconds: float = Field(30.0, gt=0)
     """A short error log that has not grown for this long is taken as capped."""
+    give_up_after_seconds: float = Field(900.0, gt=0)
+    """Stop the run (exit 1, operations already started keep their names for the next ``run``)
+    when no API call has succeeded for this long."""
 
 
 class CredentialsConfig(_Section):
