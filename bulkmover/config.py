@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -59,17 +60,51 @@ def parse_size(value: object) -> int:
     unit = SIZE_UNITS.get(match.group(2).upper()) if match else None
     if match is None or unit is None:
         raise ValueError(f"{value!r} is not a size; {SIZE_HINT}")
-    return int(float(match.group(1)) * unit)
+    return int(Decimal(match.group(1)) * unit)  # exact, and no float overflow on 999...9TiB
 
 
-ByteSize = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
+MAX_BYTES_PER_SHARD = 2**50
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    Field(ge=1, le=MAX_BYTES_PER_SHARD),
+]
 ResourceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$")]
+
+
+def _trimmed(value: object) -> object:
+    """Refuse a string with leading or trailing whitespace: quoted in YAML it is kept, invisible
+    in the file and in messages, and it is never what the user meant."""
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError(f"{value!r} starts or ends with whitespace; remove it")
+    return value
+
+
+def _path(value: object) -> object:
+    """A path string as written: not empty, no NUL byte, no whitespace around it."""
+    if isinstance(value, str):
+        _trimmed(value)
+        if not value:
+            raise ValueError("is empty; write a file path")
+        if "\0" in value:
+            raise ValueError(f"{value!r} holds a NUL character; write a plain file path")
+    return value
+
+
+FilePath = Annotated[Path, BeforeValidator(_path)]
+# Numbers are strict: YAML's `true` is not 1 and '12' is not 12 (a float still takes 30).
+Count = Annotated[int, Field(strict=True)]
+Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Flag = Annotated[bool, Field(strict=True)]
+DAY = 86400.0
 
 
 def _endpoint(value: str | None) -> str | None:
     if value is None:
         return None
-    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", value):
+    if not isinstance(value, str) or not re.fullmatch(
+        r"https?://[^\s/\x00-\x1f\x7f]+(/[^\s\x00-\x1f\x7f]*)?", value
+    ):
         raise ValueError(f"{value!r} is not an http(s) URL; write it like http://127.0.0.1:4443")
     return value.rstrip("/")
 
@@ -100,16 +135,16 @@ class StorageConfig(_Section):
     """How bulkmover talks to Cloud Storage (listing the source)."""
 
     endpoint: Endpoint = None
-    list_concurrency: int = Field(128, ge=1, le=512)
-    max_attempts: int = Field(8, ge=1, le=100)
-    match_glob: bool = True
+    list_concurrency: Count = Field(128, ge=1, le=512)
+    max_attempts: Count = Field(8, ge=1, le=100)
+    match_glob: Flag = True
 
 
 class ImportConfig(_Section):
     """What to import and how to cut it into operations."""
 
-    source: str
-    max_objects_per_shard: int = Field(5000, ge=1)
+    source: Annotated[str, BeforeValidator(_trimmed)]
+    max_objects_per_shard: Count = Field(5000, ge=1, le=10**9)
     max_bytes_per_shard: ByteSize = 50 * 2**30
     storage_class: Literal["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"] | None = None
     unaddressable: Literal["fail", "skip"] = "fail"
@@ -131,28 +166,28 @@ class ImportConfig(_Section):
 class RunConfig(_Section):
     """How hard to push the Healthcare API while importing."""
 
-    max_operations_in_flight: int = Field(20, ge=1)
-    requests_per_minute: int = Field(600, ge=1)
-    probe_throughput: bool = True
+    max_operations_in_flight: Count = Field(20, ge=1, le=10_000)
+    requests_per_minute: Count = Field(600, ge=1, le=10**7)
+    probe_throughput: Flag = True
     """Find the concurrency where more operations stop paying (from the store's throughput)."""
-    probe_window_seconds: float = Field(60.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
+    probe_window_seconds: Seconds = Field(60.0, gt=0, le=DAY)
+    max_attempts: Count = Field(8, ge=1, le=1000)
     """Starts of one shard before a transient whole-operation error fails it for good."""
-    concurrent_starts: int = Field(1, ge=1, le=64)
+    concurrent_starts: Count = Field(1, ge=1, le=64)
     """Start requests unanswered at once. With 1, a start whose answer is lost (a reset, a kill)
     is always matched to the operation it created; more starts faster but may import such a
     shard twice (harmless: stored instances are skipped)."""
-    resolve_failures: bool = True
+    resolve_failures: Flag = True
     """Find exactly which files failed when an error log names fewer than the failure counter
     (the log is capped): probe, import again in small child shards, or STOW-RS. Off: such files
     end ``unknown``."""
-    log_reads_per_minute: int = Field(60, ge=1)
+    log_reads_per_minute: Count = Field(60, ge=1, le=10**6)
     """Cloud Logging ``entries:list`` calls per minute (the API's read quota is about 60)."""
-    log_deadline_seconds: float = Field(600.0, gt=0)
+    log_deadline_seconds: Seconds = Field(600.0, gt=0, le=30 * DAY)
     """How long after an operation ends to keep reading its error log for late entries."""
-    log_settle_seconds: float = Field(30.0, gt=0)
+    log_settle_seconds: Seconds = Field(30.0, gt=0, le=DAY)
     """A short error log that has not grown for this long is taken as capped."""
-    give_up_after_seconds: float = Field(900.0, gt=0)
+    give_up_after_seconds: Seconds = Field(900.0, gt=0, le=30 * DAY)
     """Stop the run (exit 1, operations already started keep their names for the next ``run``)
     when no API call has succeeded for this long."""
 
@@ -161,7 +196,7 @@ class CredentialsConfig(_Section):
     """Google credentials: application default (ADC), a service-account key, or none."""
 
     kind: Literal["adc", "service_account", "anonymous"] = "adc"
-    key_file: Path | None = None
+    key_file: FilePath | None = None
 
 
 class Config(_Section):
@@ -172,7 +207,7 @@ class Config(_Section):
     import_: ImportConfig = Field(alias="import")
     run: RunConfig = RunConfig()
     credentials: CredentialsConfig = CredentialsConfig()
-    state: Path
+    state: FilePath
     """The SQLite state file; relative paths are relative to the config file."""
 
     _file: Path | None = PrivateAttr(default=None)
@@ -182,6 +217,11 @@ class Config(_Section):
         """The YAML file this config was loaded from (None if built in code)."""
         return self._file
 
+
+MAX_CONFIG_BYTES = 2**20
+"""A config is a few KiB; a larger file is a mistake, and YAML parsing it would take minutes."""
+MAX_CONFIG_VALUES = 10_000
+MAX_CONFIG_DEPTH = 32
 
 EXAMPLES = {
     "target": "target: {project: P, location: us-central1, dataset: D, dicom_store: S}",
@@ -195,10 +235,14 @@ def load_config(path: str | Path) -> Config:
     """Read, validate and resolve a config file; ConfigError (one line) for anything wrong."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a 100 MB dump
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(f"cannot read config {path}: {reason}; check the path") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_large(path))
     config = parse_config(text, path)
     base = path.resolve().parent
     state = config.state if config.state.is_absolute() else base / config.state
@@ -212,9 +256,14 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, path: Path) -> Config:
     """Validate YAML ``text`` (from ``path``, named in errors) into a Config."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(_too_large(path))
+    loader = _Loader(text, path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _check_shape(root, path)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"{mark.line + 1}:" if mark is not None else ""
@@ -222,6 +271,12 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(
             f"{path}:{line} not valid YAML ({problem}); check indentation and quoting"
         ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: brackets or blocks nested too deeply to be a config; see configs/example.yaml"
+        ) from None
+    finally:
+        loader.dispose()
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of sections (target:, import:, state:, ...); see"
@@ -241,13 +296,78 @@ def parse_config(text: str, path: Path) -> Config:
         ) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses integer literals too long to be a setting (Python refuses to
+    convert more than 4300 digits, with a ValueError that is no YAMLError)."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        super().__init__(text)
+        self.path = path
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(ch.isalnum() for ch in str(node.value))
+        if digits > 40:
+            raise ConfigError(
+                f"{self.path}:{node.start_mark.line + 1}: an integer of {digits} digits; no"
+                " setting takes a number that large"
+            )
+        value = super().construct_yaml_int(node)
+        assert isinstance(value, int)
+        return value
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):  # 2024-13-45 looks like a date but is none
+            raise ConfigError(
+                f"{self.path}:{node.start_mark.line + 1}: {node.value!r} looks like a date but"
+                " is not one; quote it if it is text"
+            ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _too_large(path: Path) -> str:
+    return (
+        f"{path}: larger than {MAX_CONFIG_BYTES / 2**20:g} MiB, too large to be a config; check"
+        " that it is the right file (see configs/example.yaml)"
+    )
+
+
+def _check_shape(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose aliases expand to more than MAX_CONFIG_VALUES values (a "billion
+    laughs" bomb: a few lines, exponential work for every later walk) or that nests deeper than
+    MAX_CONFIG_DEPTH. Walks the expanded tree but stops at the limit, so the cost is bounded."""
+    seen = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"{path}: its anchors and aliases (&name, *name) expand to more than"
+                f" {MAX_CONFIG_VALUES} values, or refer to themselves; write the values out"
+            )
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"{path}:{node.start_mark.line + 1}: values nested more than {MAX_CONFIG_DEPTH}"
+                " deep; a config has sections of keys (see configs/example.yaml)"
+            )
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+
+
 def _reject_duplicates(node: yaml.Node, path: Path, where: tuple[str, ...]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key, value in node.value:
             name = str(key.value)
             if name in seen:
-                dotted = ".".join((*where, name))
+                dotted = ".".join(_shown(part) for part in (*where, name))
                 raise ConfigError(
                     f"{path}:{key.start_mark.line + 1}: {dotted} appears twice; keep only one"
                 )
@@ -260,7 +380,7 @@ def _reject_duplicates(node: yaml.Node, path: Path, where: tuple[str, ...]) -> N
 
 def _describe(error: ErrorDetails, root: yaml.Node, path: Path) -> str:
     loc = tuple(str(part) for part in error["loc"])
-    key = ".".join(loc) or "(top level)"
+    key = ".".join(_shown(part) for part in loc) or "(top level)"
     kind = error["type"]
     if kind == "missing":
         node = _node_at(root, loc[:-1], key_node=True)
@@ -281,6 +401,11 @@ def _describe(error: ErrorDetails, root: yaml.Node, path: Path) -> str:
         message = f"{key}:{shown} {reason[0].lower()}{reason[1:]}"
     line = f"{node.start_mark.line + 1}:" if node is not None else ""
     return f"{path}:{line} {message}"
+
+
+def _shown(key: str) -> str:
+    """A key as written when it is plain, else quoted (a newline or a space must show)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else repr(key)
 
 
 def _node_at(root: yaml.Node, loc: Sequence[str], *, key_node: bool) -> yaml.Node | None:
