@@ -76,6 +76,11 @@ class BoardSink:
         self._last_line = time.monotonic()
         self._printed = snap
         fields = log_fields(snap)
-        text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        text = " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v is not None)
         print(f"progress {text}", file=self.stream, flush=True)
         log.info("progress", **fields)
+
+
+def _value(value: object) -> str:
+    """A sentence (what is failing) is quoted: the line stays key=value pairs."""
+    return repr(value) if isinstance(value, str) and " " in value else str(value)

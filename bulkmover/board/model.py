@@ -38,6 +38,7 @@ class Snapshot:
     finished: bool = False
     files: OutcomeTotals | None = None  # per-file outcomes (None: not counted)
     settling: int = 0  # shards whose files are still being settled (logs read, narrowed)
+    trouble: str | None = None  # API calls failing: what fails, since when
 
     @property
     def eta_seconds(self) -> float | None:

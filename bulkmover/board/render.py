@@ -18,6 +18,8 @@ MAX_ROWS = 12
 
 def render(snap: Snapshot, title: str = "bulkmover") -> RenderableType:
     parts: list[RenderableType] = [_head(snap), _progress(snap)]
+    if snap.trouble:
+        parts.append(Text(snap.trouble, style="bold red", overflow="fold"))
     if snap.in_flight:
         parts.append(_operations(snap))
     parts.extend(_messages(snap))
@@ -125,4 +127,5 @@ def log_fields(snap: Snapshot) -> dict[str, Any]:
         "throttled": snap.throttled,
         **({f"files_{k}": v for k, v in snap.files.as_dict().items()} if snap.files else {}),
         "settling": snap.settling,
+        "failing": snap.trouble,
     }

@@ -11,8 +11,10 @@ import json
 import time
 
 from bulkmover.board.model import InFlight, Snapshot
+from bulkmover.execution.patience import API_EVENTS
 from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.store import ShardState, StateStore
+from bulkmover.units import format_duration
 
 
 def snapshot(store: StateStore) -> Snapshot:
@@ -51,7 +53,20 @@ def snapshot(store: StateStore) -> Snapshot:
         finished=finished,
         files=_files(store),
         settling=ledger.files.settling_count() if _has_outcomes(store) else 0,
+        trouble=_trouble(store, now),
     )
+
+
+def _trouble(store: StateStore, now: float) -> str | None:
+    """What the run last said about its API calls: failing since when, or that it gave up."""
+    last = store.runs.recent_events(1, kinds=API_EVENTS)
+    if not last or last[-1].kind == "api-ok":
+        return None
+    event = last[-1]
+    when = time.strftime("%H:%M:%S", time.localtime(event.at))
+    if event.kind == "gave-up":
+        return f"the run gave up at {when}: {event.detail}"
+    return f"API calls failing since {when} ({format_duration(now - event.at)} ago): {event.detail}"
 
 
 def _has_outcomes(store: StateStore) -> bool:

@@ -8,6 +8,8 @@ a unit test (``tests/execution/test_decisions.py``):
   needs resolving (the operation may have started);
 - ``after_operation``: a judged operation leaves its shard done, failed, queued again or stops
   the run;
+- ``after_poll_error``: a failed poll is tried again, means the operation is gone, or stops
+  the run (credentials and permissions fail every poll alike);
 - ``requeue_delay``: how long a requeued shard waits (full jitter, growing per attempt);
 - ``poll_by_list``: one ``operations.list`` for everything in flight, or a ``get`` each;
 - ``left_the_list``: which operations a ``done=false`` listing shows ended (their slots are
@@ -95,6 +97,22 @@ def after_operation(judgement: Judgement, attempts: int, max_attempts: int) -> V
             return Verdict(ShardState.PENDING, stop_run=True)
         case _:
             return Verdict(ShardState.FAILED)
+
+
+class PollAction(StrEnum):
+    RETRY = "retry"  # poll again on the operation's schedule
+    LOST = "lost"  # no such operation: gone with its store, or purged (the store tells which)
+    STOP_RUN = "stop-run"  # credentials or permissions: every poll fails alike, for ever
+
+
+def after_poll_error(error: ApiError) -> PollAction:
+    """What a failed ``operations.get`` means. Retrying a 401 or 403 only burns quota (it was
+    retried five times a second for ever); they stop the run with the fix instead."""
+    if error.status in (401, 403):
+        return PollAction.STOP_RUN
+    if error.status == 404:
+        return PollAction.LOST
+    return PollAction.RETRY
 
 
 def requeue_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

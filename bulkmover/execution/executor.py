@@ -33,9 +33,11 @@ import structlog
 from bulkmover.board.model import InFlight, Snapshot
 from bulkmover.errors import ApiError, first_user_error
 from bulkmover.execution.decisions import (
+    PollAction,
     StartAction,
     Throttle,
     after_operation,
+    after_poll_error,
     after_start_error,
     left_the_list,
     poll_by_list,
@@ -46,6 +48,7 @@ from bulkmover.execution.decisions import (
 from bulkmover.execution.kinds import Judgement, OperationKind, Outcome
 from bulkmover.execution.limits import AdaptiveLimits, LimitChange
 from bulkmover.execution.pacing import StartPacer
+from bulkmover.execution.patience import API_EVENTS, Patience, attempt_ok, attempt_what
 from bulkmover.execution.resolver import ResolverSettings, StartResolver
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.failures import OutcomeUnknownError
@@ -75,6 +78,7 @@ class ExecutorSettings:
     list_poll: PollSchedule = PollSchedule(minimum=0.1, maximum=30.0, fraction=0.01)
     tick: float = 0.5
     resolver: ResolverSettings = ResolverSettings()
+    give_up_after: float = 900.0  # seconds with no API call succeeding before the run stops
 
 
 @dataclass
@@ -162,12 +166,17 @@ class Executor:
         self._posts = 0  # starts in progress
         self._final_gets = asyncio.Semaphore(FINAL_GETS_IN_PARALLEL)
         self._files_cache: tuple[float, OutcomeTotals, int] | None = None
+        self.patience = Patience(settings.give_up_after, time.time())
+        self._submitter_task: asyncio.Task[None] | None = None
+        self._stale_trouble = False
         limits.listeners.append(self._on_limit_change)
 
     # -- public ------------------------------------------------------------------------------
 
     def on_response(self, event: RequestEvent) -> None:
-        """Client listener: every answer feeds the adaptive limits; a 429 cuts one of them."""
+        """Client listener: every answer feeds the adaptive limits (a 429 cuts one of them)
+        and every attempt the run's patience."""
+        self._on_attempt(event)
         target = throttle_target(event)
         if target is None:
             if event.status is not None:
@@ -200,9 +209,13 @@ class Executor:
 
     async def run(self) -> RunResult:
         self._recover()
+        # A failing or given-up earlier run is the last word on the API until this one's
+        # first success says otherwise (``status`` shows it).
+        last = self.ledger.recent_events(1, kinds=API_EVENTS)
+        self._stale_trouble = bool(last) and last[-1].kind != "api-ok"
         try:
             async with asyncio.TaskGroup() as tg:
-                submitter = tg.create_task(self._submitter())
+                submitter = self._submitter_task = tg.create_task(self._submitter())
                 helpers = [
                     tg.create_task(self._poller()),
                     tg.create_task(self._ticker()),
@@ -411,11 +424,31 @@ class Executor:
         except ApiError as exc:
             self._schedule(tracked)
             self._note_error(tracked.shard.shard_id, f"poll: {exc}")
-            if exc.status == 404:
+            action = after_poll_error(exc)
+            if action == PollAction.STOP_RUN:
+                self._give_up(f"polling {tracked.operation}: {exc}{_REATTACH}")
+            elif action == PollAction.LOST and await self._store_exists():
+                # Purged, or never ours: the shard is imported again (stored files are skipped).
                 lost = f"operation {tracked.operation} not found"
                 self._finish(tracked, Judgement(Outcome.TRANSIENT, lost))
             return
         self._observe(tracked, op)
+
+    async def _store_exists(self) -> bool:
+        """After a 404 on an operation: whether the store is still there (if not, the run
+        stops: every operation and start would fail alike)."""
+        store = self.kind.store
+        try:
+            await self.client.get_dicom_store(store)
+        except ApiError as exc:
+            if exc.status in (401, 403, 404):
+                self._give_up(
+                    f"operation not found, and DICOM store {store} answers {exc.status}"
+                    f" (deleted during the run, or access revoked?): {exc}; check `target:`"
+                    " and the store, then run again"
+                )
+            return False
+        return True
 
     async def _poll_by_list(self, watched: list[Tracked], finals: asyncio.TaskGroup) -> None:
         """One list call per page for everything in flight; ended operations get one get each,
@@ -435,6 +468,10 @@ class Executor:
             self._note_error(None, f"poll: {exc}")
             for tracked in by_name.values():
                 self._schedule(tracked)
+            if exc.status in (401, 403, 404):  # every poll would fail alike
+                self._give_up(
+                    f"listing the operations of {self.kind.store.dataset}: {exc}{_REATTACH}"
+                )
             return
         for name in left_the_list(by_name, seen):
             tracked = by_name[name]
@@ -514,6 +551,9 @@ class Executor:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick)
+            now = time.time()
+            if self.patience.exhausted(now):
+                self._give_up(self.patience.give_up_message(self.client.endpoint, now))
             self.limits.tick()
             processed = self._processed()
             self._samples.append((time.monotonic(), processed))
@@ -533,6 +573,7 @@ class Executor:
 
     def snapshot(self, finished: bool = False) -> Snapshot:
         now = time.monotonic()
+        trouble = self.patience.trouble
         return Snapshot(
             totals=self.ledger.totals(),
             in_flight=[
@@ -559,6 +600,7 @@ class Executor:
             finished=finished,
             files=self._file_totals(finished)[0],
             settling=self._file_totals(False)[1],
+            trouble=None if trouble is None else trouble.line(time.time()),
         )
 
     def _file_totals(self, fresh: bool) -> tuple[OutcomeTotals, int]:
@@ -577,6 +619,32 @@ class Executor:
     def _on_limit_change(self, change: LimitChange) -> None:
         self.ledger.event(None, "limit", str(change))
         log.info("limit_changed", change=str(change))
+
+    # -- patience ----------------------------------------------------------------------------
+
+    def _on_attempt(self, event: RequestEvent) -> None:
+        what = attempt_what(event.method, event.status, event.message)
+        ok = attempt_ok(event.status)
+        if self.patience.on_attempt(ok, what, time.time()) or (ok and self._stale_trouble):
+            self._stale_trouble = False
+            trouble = self.patience.trouble
+            if trouble is None:
+                self.ledger.event(None, "api-ok", "API calls succeed again")
+            else:
+                self.ledger.event(None, "api-failing", redact_text(trouble.what))
+                log.warning("api failing", what=trouble.what)
+
+    def _give_up(self, message: str) -> None:
+        """Stop the run now with ``message`` (one line for the user). Starts still waiting for
+        an answer are cancelled: their shards stay claimed and the next run resolves them."""
+        if self._stop_error is not None:
+            return
+        self._stop_error = ApiError(message)
+        self.ledger.event(None, "gave-up", redact_text(message))
+        log.error("gave up", message=message)
+        self.stop()
+        if self._submitter_task is not None:
+            self._submitter_task.cancel()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -601,6 +669,12 @@ class Executor:
         prefix = f"shard {shard_id}: " if shard_id is not None else ""
         self.errors.append(prefix + redact_text(message))  # the board is a terminal
         log.warning("error", shard=shard_id, message=message)
+
+
+_REATTACH = (
+    "; the run stopped: fix the credentials or permissions, then run again"
+    " (operations already started keep running and are re-attached)"
+)
 
 
 async def _no_wait(family: str) -> None:

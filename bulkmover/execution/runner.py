@@ -130,7 +130,11 @@ async def _execute(config: Config, board: BoardSink | None, options: RunOptions)
                 client,
                 limits,
                 ImportKind(target, config.import_.storage_class),
-                ExecutorSettings(max_attempts=config.run.max_attempts, tick=options.tick),
+                ExecutorSettings(
+                    max_attempts=config.run.max_attempts,
+                    tick=options.tick,
+                    give_up_after=config.run.give_up_after_seconds,
+                ),
                 pacer=pacer,
                 on_snapshot=board,
                 hold=stage.busy,

@@ -79,6 +79,12 @@ async def _guarded(svc: Service, request: web.Request, handler: Handler) -> web.
     if knobs.latency > 0:
         await asyncio.sleep(knobs.latency)
     project, name = family
+    if knobs.deny and name in knobs.deny.split(","):
+        raise ApiFailure(
+            Code.PERMISSION_DENIED,
+            f"Permission denied on resource project {project} (or it may not exist); the caller"
+            f" lacks the permissions of method family {name} (injected by --deny).",
+        )
     wait = svc.quota.take(project, name)
     if wait is not None:
         raise ApiFailure(

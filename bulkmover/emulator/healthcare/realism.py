@@ -84,6 +84,12 @@ class HealthcareRealism(BaseModel):
         description="seconds added to every answer after its effect took place (an operation "
         "started by a client that dies or gives up meanwhile runs, unknown to it)",
     )
+    deny: str = Field(
+        "",
+        pattern=r"^((lro_start|operations|dicom_ops|dicomweb|logging)(,|$))*$",
+        description="answer 403 PERMISSION_DENIED to these method families, comma separated "
+        "(lro_start, operations, dicom_ops, dicomweb, logging): a role that lacks a permission",
+    )
     require_auth: bool = Field(
         False, description="answer 401 UNAUTHENTICATED without an 'Authorization: Bearer' header"
     )
