@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from bulkmover.errors import StateError
+
 _SECRET_KEYS = re.compile(r"token|authorization|password|secret|private_key|credential", re.I)
 _BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._\-~+/=]+", re.I)
 # Google OAuth access tokens (ya29....) and a key file's private key, wherever they appear.
@@ -64,8 +66,16 @@ def configure(log_file: Path | None) -> None:
             cache_logger_on_first_use=False,
         )
         return
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    _open_file = log_file.open("a", encoding="utf-8")
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        _open_file = log_file.open("a", encoding="utf-8")
+    except OSError as err:
+        # Before anything runs: a run without its log would leave no trace of its warnings.
+        raise StateError(
+            f"cannot write the log file {log_file} ({err.strerror or err}): make it and its"
+            " directory writable (an immutable flag shows in `lsattr`, a read-only mount in"
+            " `mount`), or fix `state:` in the config (the log is written beside it)"
+        ) from None
     structlog.configure(
         processors=processors,
         logger_factory=structlog.WriteLoggerFactory(file=_open_file),

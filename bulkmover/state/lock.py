@@ -80,8 +80,9 @@ def _open(path: Path, state: Path) -> IO[str]:
         return open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held beyond this function)
     except OSError as err:
         raise StateError(
-            f"cannot create the lock file {path} beside state file {state}: {err.strerror};"
-            " make its directory writable or fix `state:` in the config"
+            f"cannot open the lock file {path} beside state file {state} for writing"
+            f" ({err.strerror or err}): make it and its directory writable (an immutable flag"
+            " shows in `lsattr`, a read-only mount in `mount`), or fix `state:` in the config"
         ) from None
 
 
