@@ -280,8 +280,20 @@ def verify(
     show_default=True,
     help="Where the local cloud, config and state file of the demo go.",
 )
-@click.option("--studies", default=100, show_default=True, help="Studies in the synthetic dump.")
-@click.option("--bad-files", default=5, show_default=True, help="Non-DICOM files in the dump.")
+@click.option(
+    "--studies",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Studies in the synthetic dump (50 instances each).",
+)
+@click.option(
+    "--bad-files",
+    type=click.IntRange(0, 1000),
+    default=5,
+    show_default=True,
+    help="Non-DICOM files in the dump.",
+)
 def demo(data_dir: str, studies: int, bad_files: int) -> None:
     """Rehearse a whole migration on the local cloud: emulators, corpus, plan, run, report.
 
@@ -304,7 +316,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except BulkmoverError as exc:
         from bulkmover.logs import redact_text  # servers may echo a request's credentials
 
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
+        print(f"error: {_one_line(redact_text(str(exc)))}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Abort:
         print("interrupted", file=sys.stderr)
@@ -312,12 +324,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except click.UsageError as exc:
+        # One line, like every other error: what is wrong, and where the fix is (--help).
+        command = exc.ctx.command_path if exc.ctx is not None else "bulkmover"
+        print(f"error: {_one_line(exc.format_message())} (see `{command} --help`)", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
-        exc.show()
+        print(f"error: {_one_line(exc.format_message())}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(0)
+
+
+def _one_line(text: str) -> str:
+    """The message on one line, whatever it quotes (a file name, a server's answer)."""
+    return " ".join(text.split()) or "unknown error"
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from bulkmover.config import Config, load_config
-from bulkmover.corpus import CorpusSpec, write_corpus
+from bulkmover.corpus import write_corpus
+from bulkmover.corpus.command import make_spec
 from bulkmover.emulator.healthcare.realism import HealthcareRealism
 from bulkmover.emulator.launcher import LocalCloud
 from bulkmover.errors import UsageError
@@ -52,32 +53,41 @@ state: state/demo.db
 
 
 def _fresh_dir(data_dir: Path) -> None:
-    if data_dir.exists():
-        if not (data_dir / MARKER).exists() and any(data_dir.iterdir()):
-            raise UsageError(
-                f"{data_dir} exists and is not a demo directory; pass --data-dir with a new or "
-                "empty directory"
-            )
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
-    (data_dir / MARKER).write_text("bulkmover demo data; deleted by the next demo\n")
+    """Empty (or create) the demo's directory; a UsageError, never a traceback, when it is a
+    file, not a demo's, or cannot be written."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(
+            f"--data-dir {data_dir} is a file, not a directory; pass a new or empty directory"
+        )
+    try:
+        if data_dir.exists():
+            if not (data_dir / MARKER).exists() and any(data_dir.iterdir()):
+                raise UsageError(
+                    f"{data_dir} exists and is not a demo directory; pass --data-dir with a new"
+                    " or empty directory"
+                )
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True)
+        (data_dir / MARKER).write_text("bulkmover demo data; deleted by the next demo\n")
+    except OSError as err:
+        where = err.filename or data_dir
+        raise UsageError(
+            f"cannot prepare --data-dir {data_dir} ({where}: {err.strerror or err}); pass a"
+            " writable directory"
+        ) from None
 
 
 def run_demo(data_dir: Path, *, studies: int = 100, bad_files: int = 5) -> int:
     console = Console(stderr=True)
+    spec = make_spec(
+        studies=studies, series_per_study=2, instances_per_series=25, bad_files=bad_files, seed=2026
+    )  # before anything is started or deleted: a bad count is one line
     _fresh_dir(data_dir)
     knobs = HealthcareRealism(max_running_operations=6, log_errors_per_operation=100)
     with LocalCloud.start(data_dir / "cloud", healthcare_knobs=knobs) as cloud:
         console.print(
             f"[bold]local cloud[/]: Cloud Storage {cloud.gcs.url}, Healthcare API "
             f"{cloud.healthcare.url}"
-        )
-        spec = CorpusSpec(
-            studies=studies,
-            series_per_study=2,
-            instances_per_series=25,
-            bad_files=bad_files,
-            seed=2026,
         )
         summary = asyncio.run(write_corpus(f"gs://{BUCKET}", spec, storage_endpoint=cloud.gcs.url))
         console.print(f"[bold]corpus[/]: {summary.line()}")
