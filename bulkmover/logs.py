@@ -6,6 +6,7 @@ user as one line through the error hierarchy).
 
 from __future__ import annotations
 
+import atexit
 import re
 from pathlib import Path
 from typing import Any, TextIO
@@ -81,3 +82,8 @@ def configure(log_file: Path | None) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=_open_file),
         cache_logger_on_first_use=False,
     )
+
+
+# At exit the log file is closed (its last lines flushed, no "unclosed file" warning) and any
+# later record is discarded rather than written to a closed file.
+atexit.register(configure, None)

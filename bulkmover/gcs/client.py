@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 from gcloud.aio.storage import Storage
 
-from bulkmover.errors import ApiError
+from bulkmover.errors import ApiError, ConfigError
 from bulkmover.retry import (
     CLOUD_STORAGE,
     Decision,
@@ -83,12 +83,18 @@ class StorageClient:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         )
-        self._storage = Storage(
-            session=self._session,  # type: ignore[arg-type]
-            api_root=self.endpoint,
-            api_is_dev=self.anonymous,
-            service_file=str(self.key_file) if self.key_file else None,
-        )
+        try:
+            self._storage = Storage(
+                session=self._session,  # type: ignore[arg-type]
+                api_root=self.endpoint,
+                api_is_dev=self.anonymous,
+                service_file=str(self.key_file) if self.key_file else None,
+            )
+        except BaseException:
+            # gcloud-aio reads the key file here: never leave the session unclosed behind it.
+            await self._session.close()
+            self._session = None
+            raise
         return self
 
     async def __aexit__(
@@ -284,12 +290,25 @@ def _first_line(value: object) -> str:
 
 def storage_client(config: Config, concurrency: int) -> StorageClient:
     """A job's Cloud Storage client, as every command builds it: the config's endpoint, retry
-    attempts and credentials (the planner's listing, the run's probes, ``verify``)."""
+    attempts and credentials (the planner's listing, the run's probes, ``verify``).
+
+    A service-account key file is checked here, before any session is opened: gcloud-aio
+    would raise a bare FileNotFoundError or KeyError from inside ``__aenter__``.
+    """
     settings = config.storage
+    key_file = None
+    if config.credentials.kind == "service_account":
+        from bulkmover.healthcare.auth import service_account_key  # google-auth: only if needed
+
+        key_file = config.credentials.key_file
+        if key_file is None:
+            raise ConfigError("credentials: service_account needs key_file (path to a JSON key)")
+        service_account_key(key_file)
     return StorageClient(
         endpoint=settings.endpoint,
         concurrency=concurrency,
         policy=RetryPolicy(max_attempts=settings.max_attempts, base_delay=0.25, max_delay=8.0),
-        key_file=config.credentials.key_file,
+        # The key only for kind service_account, as the Healthcare client does (adc: ADC).
+        key_file=key_file,
         anonymous=config.credentials.kind == "anonymous",
     )

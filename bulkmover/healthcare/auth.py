@@ -13,9 +13,10 @@ AnonymousCredentials()
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import google.auth
 import google.auth.credentials
@@ -145,24 +146,72 @@ def anonymous() -> AnonymousCredentials:
     return AnonymousCredentials()
 
 
-def service_account_file(path: str | Path, *, refresh_margin: float = 300.0) -> GoogleCredentials:
-    """Credentials from a service-account JSON key file (ConfigError if missing or malformed)."""
+KEY_FILE_LIMIT = 1 << 20
+"""A service-account key is about 2.3 KB: a larger ``key_file`` is the wrong file."""
+KEY_HINT = "create a key with `gcloud iam service-accounts keys create`"
+
+
+def service_account_key(path: str | Path) -> dict[str, Any]:
+    """The parsed service-account key at ``path`` (``credentials.key_file``), checked before
+    any client opens a session; ConfigError naming the file and what is wrong with it.
+
+    Messages never quote the file: it holds a private key (a parser's message may quote it).
+    """
     path = Path(path).expanduser()
     try:
-        creds = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            str(path), scopes=SCOPES
-        )
+        with path.open("rb") as f:
+            raw = f.read(KEY_FILE_LIMIT + 1)
     except FileNotFoundError:
         raise ConfigError(
-            f"service-account key file {path} not found; fix the path in the config or create"
-            " a key with `gcloud iam service-accounts keys create`"
+            f"service-account key file {path} not found; fix credentials.key_file in the"
+            f" config, or {KEY_HINT}"
         ) from None
-    except (ValueError, KeyError, TypeError, OSError):
-        # The parser's message may quote the file; the file holds a private key: say nothing of it.
+    except OSError as err:
         raise ConfigError(
-            f"{path} is not a usable service-account key file (JSON with client_email and"
-            " private_key); download a new key with `gcloud iam service-accounts keys create`"
+            f"cannot read service-account key file {path} ({err.strerror or type(err).__name__});"
+            " fix credentials.key_file in the config or the file's permissions"
         ) from None
+    problem = _key_problem(raw)
+    if problem is not None:
+        raise ConfigError(
+            f"{path} is not a usable service-account key file ({problem}); fix"
+            f" credentials.key_file in the config, or {KEY_HINT}"
+        )
+    info: dict[str, Any] = json.loads(raw)
+    return info
+
+
+def _key_problem(raw: bytes) -> str | None:
+    """What is wrong with a key file's bytes, in words that quote none of them."""
+    if len(raw) > KEY_FILE_LIMIT:
+        return "over 1 MiB, a key is about 2 KB"
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(info, dict):
+        return "not a JSON object"
+    if info.get("type") != "service_account":
+        return (
+            'its "type" is not "service_account": for a `gcloud auth application-default'
+            " login` file use credentials kind adc"
+        )
+    missing = [k for k in ("client_email", "private_key", "token_uri") if not info.get(k)]
+    if missing:
+        return f"no {', '.join(missing)}"
+    try:
+        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return "its private_key is not a PEM private key"
+    return None
+
+
+def service_account_file(path: str | Path, *, refresh_margin: float = 300.0) -> GoogleCredentials:
+    """Credentials from a service-account JSON key file (ConfigError if missing or malformed)."""
+    info = service_account_key(path)
+    creds = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+        info, scopes=SCOPES
+    )
     return GoogleCredentials(
         creds,
         description=f"service account {creds.service_account_email}",
