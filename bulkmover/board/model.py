@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bulkmover.state.coverage import Coverage
 from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.runs import RunTotals
 
@@ -39,6 +40,17 @@ class Snapshot:
     files: OutcomeTotals | None = None  # per-file outcomes (None: not counted)
     settling: int = 0  # shards whose files are still being settled (logs read, narrowed)
     trouble: str | None = None  # API calls failing: what fails, since when
+    coverage: Coverage | None = None  # files left out, gone or drifted (None: not counted)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(settled, total): files with an outcome when the ledger is counted, else the
+        operations' counters, never past the total (a drifted shard counts more than planned)."""
+        if self.files is not None and self.files.files:
+            f = self.files
+            return f.files - f.pending, f.files
+        t = self.totals
+        return min(t.processed, t.expected), t.expected
 
     @property
     def eta_seconds(self) -> float | None:

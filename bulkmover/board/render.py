@@ -50,6 +50,9 @@ def _head(snap: Snapshot) -> Table:
             f"[green]{f.imported:,} imported[/]  [red]{f.failed:,} failed[/]  "
             f"[yellow]{f.unknown:,} unknown[/]  {f.pending:,} pending{settling}",
         )
+    if snap.coverage is not None:
+        for note in snap.coverage.notes():
+            head.add_row("[yellow]note[/]", Text(note, style="yellow"))
     head.add_row(
         "throughput",
         f"{snap.throughput:,.1f} instances/s   elapsed {format_duration(snap.elapsed_seconds)}"
@@ -70,9 +73,9 @@ def _limits_line(snap: Snapshot) -> str:
 
 
 def _progress(snap: Snapshot) -> Table:
-    t = snap.totals
-    pct = 100.0 * t.processed / t.expected if t.expected else 0.0
-    bar = ProgressBar(total=max(t.expected, 1), completed=min(t.processed, max(t.expected, 1)))
+    done, total = snap.progress
+    pct = 100.0 * done / total if total else 0.0
+    bar = ProgressBar(total=max(total, 1), completed=done)
     progress = Table.grid(padding=(0, 2))
     progress.add_column(style="bold")
     progress.add_column(ratio=1)
@@ -127,5 +130,6 @@ def log_fields(snap: Snapshot) -> dict[str, Any]:
         "throttled": snap.throttled,
         **({f"files_{k}": v for k, v in snap.files.as_dict().items()} if snap.files else {}),
         "settling": snap.settling,
+        **({k: v for k, v in snap.coverage.as_dict().items() if v} if snap.coverage else {}),
         "failing": snap.trouble,
     }

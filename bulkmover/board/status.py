@@ -12,6 +12,7 @@ import time
 
 from bulkmover.board.model import InFlight, Snapshot
 from bulkmover.execution.patience import API_EVENTS
+from bulkmover.state.coverage import read_coverage
 from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.store import ShardState, StateStore
 from bulkmover.units import format_duration
@@ -54,6 +55,7 @@ def snapshot(store: StateStore) -> Snapshot:
         files=_files(store),
         settling=ledger.files.settling_count() if _has_outcomes(store) else 0,
         trouble=_trouble(store, now),
+        coverage=read_coverage(store.conn),
     )
 
 
@@ -98,4 +100,5 @@ def status_json(store: StateStore) -> str:
     head = '{"totals": ' + json.dumps(totals)
     if files is not None:
         head += ', "files": ' + json.dumps(files.as_dict())
+    head += ', "coverage": ' + json.dumps(read_coverage(store.conn).as_dict())
     return head + ', "shards": ' + str(shards) + "}"

@@ -71,12 +71,14 @@ async def _prepare_retry(config: Config, error_code: int | None) -> RetryPlan:
 
 
 def print_summary(result: RunResult, console: Console) -> None:
-    t = result.totals
+    t, f, coverage = result.totals, result.files, result.coverage
     verdict = (
         "[green]complete[/]"
         if result.ok
         else "[yellow]interrupted[/]"
         if result.interrupted
+        else "[red]incomplete[/]"
+        if not coverage.complete and not (t.failed or f.failed or f.unknown)
         else "[red]finished with failures[/]"
     )
     console.print(
@@ -85,12 +87,13 @@ def print_summary(result: RunResult, console: Console) -> None:
         f"instances {t.success:,} ok, {t.failure:,} failed of {t.expected:,} expected",
         soft_wrap=True,
     )
-    f = result.files
     console.print(
         f"files: {f.imported:,} imported, {f.failed:,} failed, {f.unknown:,} unknown,"
         f" {f.pending:,} pending",
         soft_wrap=True,
     )
+    for note in coverage.notes():
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, highlight=False)
     calls = ", ".join(f"{k} {v}" for k, v in sorted(result.api_calls.items()) if v)
     console.print(f"API calls: {calls or 'none'}; 429 answers: {result.throttled}", soft_wrap=True)
     if result.interrupted:
@@ -103,6 +106,9 @@ def print_summary(result: RunResult, console: Console) -> None:
             what.append(f"{f.failed:,} failed file(s)")
         if f.unknown:
             what.append(f"{f.unknown:,} file(s) of unknown outcome")
+        if not what and not coverage.complete:
+            console.print("not every file the source matches was imported: see the notes above")
+            return
         console.print(
             f"{' and '.join(what) or 'shards not done'}: see `bulkmover report CONFIG --failed`;"
             " `bulkmover run CONFIG --retry-failed` imports exactly those files again",

@@ -55,6 +55,7 @@ from bulkmover.healthcare.failures import OutcomeUnknownError
 from bulkmover.healthcare.operations import Operation, PollSchedule
 from bulkmover.healthcare.stats import Family, RequestEvent
 from bulkmover.logs import redact_text
+from bulkmover.state.coverage import Coverage, read_coverage
 from bulkmover.state.files import OutcomeTotals
 from bulkmover.state.runs import RunLedger, RunTotals, ShardRun
 
@@ -104,12 +105,14 @@ class RunResult:
     api_calls: dict[str, int] = field(default_factory=dict)
     throttled: int = 0
     files: OutcomeTotals = field(default_factory=OutcomeTotals)
+    coverage: Coverage = field(default_factory=Coverage)
 
     @property
     def ok(self) -> bool:
-        """Every shard done and every file of the ledger imported."""
+        """Every shard done, every file of the ledger imported, and every file the source
+        matched in the ledger (none left unplanned, none deleted since planning)."""
         t, f = self.totals, self.files
-        if self.interrupted or t.failed or t.done != t.shards:
+        if self.interrupted or t.failed or t.done != t.shards or not self.coverage.complete:
             return False
         if f.files == 0:  # shards planned without a ledger: only the counters can tell
             return t.failure == 0
@@ -165,7 +168,7 @@ class Executor:
         self._samples: deque[tuple[float, int]] = deque(maxlen=120)
         self._posts = 0  # starts in progress
         self._final_gets = asyncio.Semaphore(FINAL_GETS_IN_PARALLEL)
-        self._files_cache: tuple[float, OutcomeTotals, int] | None = None
+        self._files_cache: tuple[float, OutcomeTotals, int, Coverage] | None = None
         self.patience = Patience(settings.give_up_after, time.time())
         self._submitter_task: asyncio.Task[None] | None = None
         self._stale_trouble = False
@@ -240,6 +243,7 @@ class Executor:
             api_calls={f.value: s.requests for f, s in self.client.stats.families.items()},
             throttled=self.limits.throttled,
             files=self.ledger.files.totals(),
+            coverage=read_coverage(self.ledger.conn),
         )
 
     def _recover(self) -> None:
@@ -600,17 +604,19 @@ class Executor:
             finished=finished,
             files=self._file_totals(finished)[0],
             settling=self._file_totals(False)[1],
+            coverage=self._file_totals(False)[2],
             trouble=None if trouble is None else trouble.line(time.time()),
         )
 
-    def _file_totals(self, fresh: bool) -> tuple[OutcomeTotals, int]:
-        """Per-file outcomes and shards settling, for the board: counted at most every few
-        seconds (a GROUP BY over the whole ledger)."""
+    def _file_totals(self, fresh: bool) -> tuple[OutcomeTotals, int, Coverage]:
+        """Per-file outcomes, shards settling and coverage, for the board: counted at most
+        every few seconds (scans over the whole ledger)."""
         now = time.monotonic()
         if fresh or self._files_cache is None or now - self._files_cache[0] > FILE_TOTALS_EVERY:
             files = self.ledger.files
-            self._files_cache = (now, files.totals(), files.settling_count())
-        return self._files_cache[1], self._files_cache[2]
+            coverage = read_coverage(self.ledger.conn)
+            self._files_cache = (now, files.totals(), files.settling_count(), coverage)
+        return self._files_cache[1], self._files_cache[2], self._files_cache[3]
 
     def _publish(self, finished: bool = False) -> None:
         if self.on_snapshot is not None:

@@ -242,6 +242,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "elapsed_seconds": round(result.elapsed, 3),
         "totals": t.as_dict(),
         "files": result.files.as_dict(),
+        "coverage": result.coverage.as_dict(),
         "api_calls": result.api_calls,
         "throttled": result.throttled,
     }

@@ -177,7 +177,10 @@ class OutcomeStage:
                     self.files.flag_changed([r for r, _ in moved], [g for _, g in moved])
                     gone = [ref for ref, generation in moved if generation is None]
                     self.files.mark_files(gone, FileOutcome.FAILED, DELETED)
-                self.files.checked(shard.shard_id, shard.failure)
+                added = len(now.keys() - {ref.name for ref in refs})
+                counted = shard.success + shard.failure
+                short = shard.expected - counted if not moved and not added else 0
+                self.files.checked(shard.shard_id, shard.failure, uncounted=max(short, 0))
                 self.nudge()
         except BulkmoverError as exc:
             self.note(shard.shard_id, f"checking a changed shard: {exc}")

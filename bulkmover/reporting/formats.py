@@ -5,7 +5,8 @@
 * ``jsonl``: the same file objects, one a line, no totals;
 * ``csv``: ``uri,size,shard,outcome,error_code,error_message,changed``, empty cells for no error,
   quoted as the csv module quotes (rendered by SQLite, like the JSON);
-* ``table``: totals, the distinct errors with their file counts (rich tables), then one aligned
+* ``table``: totals, the matched files no shard imports (``import.unaddressable: skip``), the
+  distinct errors with their file counts (rich tables), then one aligned
   line per file. The file lines are formatted here, not by rich: rich lays a table out in
   memory and takes ~250 us a row, minutes for a million files.
 """
@@ -82,6 +83,14 @@ def write_table(ledger: Ledger, out: TextIO, failed_only: bool, title: str) -> N
     console.print(Text(title, style="bold"))
     console.print(_totals(totals))
     console.print()
+    unplanned = ledger.unplanned()
+    if unplanned and not failed_only:
+        console.print(
+            Text(f"{len(unplanned):,} matched file(s) not planned, not imported", style="bold red")
+        )
+        for uri, size, why in unplanned:
+            console.print(f"{uri}  {size}  {why}", soft_wrap=True)
+        console.print()
     what = "failed files" if failed_only else "failed or unknown files"
     selected = "failed files" if failed_only else "files"
     if widths.rows == 0:

@@ -210,6 +210,13 @@ class Ledger:
             )
         return OutcomeTotals(**{str(k): int(v) for k, v in counts.items()})
 
+    def unplanned(self) -> list[tuple[str, int, str]]:
+        """``(uri, size, reason)`` of every matched file no shard imports (names that no
+        import URI can single out, planned with ``import.unaddressable: skip``)."""
+        source = self.source()
+        bucket = source[: source.find("/", len("gs://")) + 1] if source.startswith("gs://") else ""
+        return [(bucket + o.name, o.size, o.reason) for o in self.store.unplanned()]
+
     def reasons(self, *, failed_only: bool) -> Iterator[Reason]:
         """Distinct errors, most files first (then outcome, code, message)."""
         where = "o.outcome = 'failed'" if failed_only else _ERRORED

@@ -52,6 +52,7 @@ class Purpose(StrEnum):
     PLAN = "plan"
     RESOLVE = "resolve"  # imports again the files a capped error log left unexplained
     RETRY = "retry"  # imports again files that failed (``run --retry-failed``)
+    REPLAN = "replan"  # imports files added or replaced under a kept shard (``plan --replan``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +242,22 @@ class FileLedger:
             self._files_state(shard_id, FilesState.SETTLED)
             self._event(shard_id, "settled", reason or f"the rest {rest.value}")
 
-    def checked(self, shard_id: int, failure: int) -> None:
-        """Its changed files are flagged: on to the error log (or settled, with no failure)."""
+    def checked(self, shard_id: int, failure: int, uncounted: int = 0) -> None:
+        """Its changed files are flagged: on to the error log (or settled, with no failure).
+
+        ``uncounted``: the operation counted that many files fewer than planned while nothing
+        changed in the bucket. They were in the store already: whether the API counts such a
+        skipped duplicate as a success is not documented, so a count short by them is no drift.
+        """
         with transaction(self.conn):
+            if uncounted:
+                self.conn.execute("UPDATE shards SET drift=0, error=NULL WHERE id=?", (shard_id,))
+                self._event(
+                    shard_id,
+                    "uncounted",
+                    f"{uncounted} file(s) not counted by the operation and unchanged in the"
+                    " bucket: in the store already (skipped duplicates)",
+                )
             if failure:
                 self.conn.execute(
                     "UPDATE shards SET files=?, logged=0, log_first_read_at=NULL,"
@@ -463,3 +477,26 @@ class FileLedger:
 
     def _files_state(self, shard_id: int, state: FilesState) -> None:
         self.conn.execute("UPDATE shards SET files=? WHERE id=?", (state.value, shard_id))
+        if state == FilesState.SETTLED:
+            self._count_outcomes(shard_id)
+
+    def _count_outcomes(self, shard_id: int) -> None:
+        """A settled planned shard counts its files' outcomes, not its operation's counters
+        (kept in ``operations``): the API may not count a file it skipped as stored already,
+        an operation retried after a partial import counts only the rest, and files imported
+        again by child shards end on its rows. A child that settles recounts the settled
+        planned shards it imported files of."""
+        homes = self.conn.execute(
+            "SELECT id FROM shards WHERE id=? AND parent_id IS NULL UNION"
+            " SELECT s.id FROM shards AS s JOIN members AS m ON m.home_id = s.id"
+            " WHERE m.shard_id=? AND s.files=?",
+            (shard_id, shard_id, FilesState.SETTLED.value),
+        ).fetchall()
+        for (home,) in homes:
+            self.conn.execute(
+                "UPDATE shards SET"
+                " success=(SELECT count(*) FROM objects WHERE shard_id=:h AND outcome='imported'),"
+                " failure=(SELECT count(*) FROM objects WHERE shard_id=:h"
+                " AND outcome IN ('failed', 'unknown')) WHERE id=:h",
+                {"h": home},
+            )
