@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from bulkmover.errors import EmulatorError
 
 M = TypeVar("M", bound=BaseModel)
+MAX_PROFILE_BYTES = 2**20
 
 
 def flag_name(field: str, prefix: str = "") -> str:
@@ -78,11 +79,20 @@ def load_profile(path: Path | None, section: str | None = None) -> dict[str, Any
     if path is None:
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PROFILE_BYTES + 1)
+        if len(raw) > MAX_PROFILE_BYTES:
+            raise EmulatorError(f"profile {path} is larger than 1 MiB; is it the right file?")
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except OSError as exc:
-        raise EmulatorError(f"cannot read profile {path}: {exc.strerror}") from None
+        raise EmulatorError(f"cannot read profile {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise EmulatorError(f"profile {path} is not UTF-8 text; is it the right file?") from None
     except yaml.YAMLError as exc:
         raise EmulatorError(f"profile {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    except (ValueError, RecursionError) as exc:  # 5000-digit integers, [[[[...]]]]
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:100]
+        raise EmulatorError(f"profile {path} cannot be read: {problem}") from None
     if not isinstance(data, dict):
         raise EmulatorError(f"profile {path} must be a mapping of knob names to values")
     if section is not None and isinstance(data.get(section), dict):

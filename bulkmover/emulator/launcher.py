@@ -24,6 +24,7 @@ from bulkmover.emulator.knobs import (
     load_profile,
 )
 from bulkmover.emulator.processes import RunningServer, python_module_argv, start_server
+from bulkmover.emulator.serving import OneLineParser, port_number
 from bulkmover.errors import EmulatorError
 
 EXAMPLE = """example:
@@ -35,7 +36,7 @@ A profile is YAML with a `gcs:` and a `healthcare:` section holding the knob nam
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="bulkmover emulator",
         description="Run the local cloud (Cloud Storage + Healthcare API emulators) "
         "in the foreground until Ctrl-C/SIGTERM.",
@@ -44,11 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument(
-        "--gcs-port", type=int, default=4443, help="Cloud Storage port, 0 = any (default: 4443)"
+        "--gcs-port",
+        type=port_number,
+        default=4443,
+        help="Cloud Storage port, 0 = any (default: 4443)",
     )
     parser.add_argument(
         "--healthcare-port",
-        type=int,
+        type=port_number,
         default=8080,
         help="Healthcare API (and Logging) port, 0 = any (default: 8080)",
     )
@@ -82,7 +86,17 @@ class LocalCloud:
         gcs_knobs: GcsRealism | None = None,
         healthcare_knobs: HealthcareRealism | None = None,
     ) -> LocalCloud:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if data_dir.exists() and not data_dir.is_dir():
+            raise EmulatorError(
+                f"--data-dir {data_dir} is a file, not a directory; choose a directory"
+            )
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmulatorError(
+                f"cannot create data dir {data_dir}: {exc.strerror or exc}; choose a writable"
+                " --data-dir"
+            ) from None
         gcs = start_server(
             python_module_argv(
                 "bulkmover.emulator.gcs",

@@ -54,16 +54,27 @@ class RunningServer:
             self.process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a killed test
-    run or launcher never leaves emulators behind."""
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``PR_SET_PDEATHSIG``);
+    False where that is not available (not Linux), so callers can fall back to polling."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         import ctypes
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, int(sig)) == 0)
     except (OSError, AttributeError):
-        pass  # not Linux: the parent's own stop() is the only guard
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when its parent dies, so a killed test run or
+    launcher never leaves emulators behind (elsewhere the parent's own stop() is the guard)."""
+    die_with_parent(signal.SIGTERM)
 
 
 def start_server(
@@ -113,11 +124,28 @@ def start_server(
                 return _started(RunningServer(name, url_template, proc, deque(seen, maxlen=200)))
     finally:
         sel.close()
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    code = proc.poll()
+    if code is not None:
+        # It died while starting: say why at once, in its own words (its "error: ..." line, or
+        # the last line of a traceback), not as a timeout.
+        raise EmulatorError(
+            f"the {name} emulator exited with code {code} while starting: {_last_words(seen)}"
+        )
+    proc.kill()
+    proc.wait()
     tail = " | ".join(seen[-5:]) or "no output"
     raise EmulatorError(f"{name} did not start within {timeout:.0f}s: {tail}")
+
+
+def _last_words(lines: list[str]) -> str:
+    """The line that says why a server died: its last ``error:`` line, else its last line."""
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return "no output"
 
 
 def _started(server: RunningServer) -> RunningServer:

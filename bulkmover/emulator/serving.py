@@ -9,10 +9,14 @@ so that launchers and test fixtures can start it on port 0 and learn the real po
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -57,7 +61,44 @@ def parse_ready_line(line: str) -> tuple[str, str] | None:
     return None
 
 
-def die(message: str, code: int = 2) -> None:
+def die(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error for a server that cannot start, and exit."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: 0..65535, 0 meaning any free port."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number; use 0..65535 (0: any free port)"
+        ) from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a port number; use 0..65535 (0: any free port)"
+        )
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line pointing at --help, like every other
+    bulkmover error (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create ``data_dir`` and check that it can be written, or die with one line (a read-only
+    file system, a path under a regular file, no permission)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        die(
+            f"cannot write data dir {data_dir}: {exc.strerror or exc}; choose a writable --data-dir"
+        )

@@ -14,17 +14,25 @@ from bulkmover.emulator.gcs.app import build_app
 from bulkmover.emulator.gcs.realism import GcsRealism
 from bulkmover.emulator.gcs.store import Store
 from bulkmover.emulator.knobs import add_knob_flags, build_knobs, load_profile
-from bulkmover.emulator.serving import die, serve
+from bulkmover.emulator.serving import (
+    OneLineParser,
+    die,
+    port_number,
+    prepare_data_dir,
+    serve,
+)
 from bulkmover.errors import EmulatorError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m bulkmover.emulator.gcs",
         description="Cloud Storage emulator (JSON API subset) over an ordered SQLite index.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=0, help="port to listen on (0: a free one)"
+    )
     parser.add_argument(
         "--data-dir", required=True, type=Path, help="where the index and object bytes are kept"
     )
@@ -38,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on the data dir for the life of the process."""
-    handle = open(data_dir / "emulator.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        handle = open(data_dir / "emulator.lock", "a+")  # noqa: SIM115 - held until exit
+    except OSError as exc:
+        die(f"cannot write data dir {data_dir}: {exc.strerror}; choose a writable --data-dir")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -60,18 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         realism = build_knobs(GcsRealism, args, profile, source)
     except EmulatorError as err:
         die(str(err))
-        return
     data_dir: Path = args.data_dir
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        die(f"cannot create data dir {data_dir}: {exc.strerror}; choose a writable --data-dir")
+    prepare_data_dir(data_dir)
     lock = lock_data_dir(data_dir)
     try:
         store = Store(data_dir)
     except sqlite3.DatabaseError as exc:
         die(f"the index in {data_dir} cannot be opened ({exc}); choose another --data-dir")
-        return
     try:
         asyncio.run(
             serve(build_app(store, realism, args.seed), name="gcs", host=args.host, port=args.port)

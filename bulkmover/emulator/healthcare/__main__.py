@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from bulkmover.emulator.healthcare.app import create_app
 from bulkmover.emulator.healthcare.realism import HealthcareRealism
 from bulkmover.emulator.healthcare.service import ServerConfig
 from bulkmover.emulator.knobs import add_knob_flags, build_knobs, load_profile
-from bulkmover.emulator.serving import die, serve
+from bulkmover.emulator.serving import (
+    OneLineParser,
+    die,
+    port_number,
+    prepare_data_dir,
+    serve,
+)
 from bulkmover.errors import EmulatorError
 
 EXAMPLE = """example:
@@ -21,7 +28,7 @@ EXAMPLE = """example:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m bulkmover.emulator.healthcare",
         description="Cloud Healthcare API emulator (DICOM stores, import/export, DICOMweb, "
         "Logging entries:list) reading Cloud Storage through the GCS JSON API.",
@@ -29,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port, 0 = any (default: 8080)")
+    parser.add_argument(
+        "--port", type=port_number, default=8080, help="port, 0 = any (default: 8080)"
+    )
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="where datasets, stores and operations live"
     )
@@ -60,10 +69,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except EmulatorError as exc:
         die(str(exc))
-        return
+    prepare_data_dir(args.data_dir)
     config = ServerConfig(args.data_dir, args.gcs_endpoint, knobs, max(0, args.workers))
     try:
         asyncio.run(serve(create_app(config), name="healthcare", host=args.host, port=args.port))
+    except sqlite3.DatabaseError as exc:
+        die(f"the database in {args.data_dir} cannot be opened ({exc}); choose another --data-dir")
     except OSError as exc:
         die(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
     except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 
 A process pool gives imports both cores; with ``workers=0`` the work runs in threads instead
 (lighter, for tests and small machines). A worker that dies is replaced and the call retried once.
+Workers die with the server, even on ``kill -9`` (they would otherwise wait on their queue for
+ever, 75 MB each, and keep multiprocessing's resource tracker alive with them).
 
 Each call to a process pool costs about a millisecond of pickling and hand-offs, as much as
 parsing a small DICOM file, so :class:`Batcher` groups the calls that arrive while the workers
@@ -12,14 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
+from bulkmover.emulator.processes import die_with_parent
+
 T = TypeVar("T")
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+def _worker_init(parent: int) -> None:
+    """Pool worker initializer: be killed when the server dies (PR_SET_PDEATHSIG on Linux), and
+    watch the parent pid as well (other systems, and a parent that died before this ran)."""
+    die_with_parent(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
 
 
 def _warm() -> None:
@@ -34,8 +57,13 @@ class CpuPool:
     def _make(self) -> Executor:
         if self.workers <= 0:
             return ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicom")
+        # The resource tracker that spawn starts exits once every holder of its pipe (this
+        # server and the workers) is gone, so workers dying with the server takes it along.
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
         )
 
     @property
