@@ -25,7 +25,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -133,6 +133,7 @@ class Executor:
         rng: random.Random | None = None,
         hold: Callable[[], bool] | None = None,
         on_finished: Callable[[], None] | None = None,
+        more_patience: Sequence[tuple[str, Patience]] = (),
     ) -> None:
         self.ledger = ledger
         self.client = client
@@ -170,6 +171,8 @@ class Executor:
         self._final_gets = asyncio.Semaphore(FINAL_GETS_IN_PARALLEL)
         self._files_cache: tuple[float, OutcomeTotals, int, Coverage] | None = None
         self.patience = Patience(settings.give_up_after, time.time())
+        # Others whose failing steps also end the run: (what they call, their patience).
+        self.more_patience = list(more_patience)
         self._submitter_task: asyncio.Task[None] | None = None
         self._stale_trouble = False
         limits.listeners.append(self._on_limit_change)
@@ -556,8 +559,10 @@ class Executor:
         while True:
             await asyncio.sleep(self.settings.tick)
             now = time.time()
-            if self.patience.exhausted(now):
-                self._give_up(self.patience.give_up_message(self.client.endpoint, now))
+            for where, patience in self._patiences():
+                if patience.exhausted(now):
+                    self._give_up(patience.give_up_message(where, now))
+                    break
             self.limits.tick()
             processed = self._processed()
             self._samples.append((time.monotonic(), processed))
@@ -577,7 +582,7 @@ class Executor:
 
     def snapshot(self, finished: bool = False) -> Snapshot:
         now = time.monotonic()
-        trouble = self.patience.trouble
+        trouble = next((p.trouble for _, p in self._patiences() if p.trouble), None)
         return Snapshot(
             totals=self.ledger.totals(),
             in_flight=[
@@ -627,6 +632,9 @@ class Executor:
         log.info("limit_changed", change=str(change))
 
     # -- patience ----------------------------------------------------------------------------
+
+    def _patiences(self) -> list[tuple[str, Patience]]:
+        return [(self.client.endpoint, self.patience), *self.more_patience]
 
     def _on_attempt(self, event: RequestEvent) -> None:
         what = attempt_what(event.method, event.status, event.message)

@@ -59,11 +59,13 @@ class Patience:
         return self._trouble
 
     def exhausted(self, now: float) -> bool:
-        """No success for ``give_up_after`` seconds, and calls failed since the last one."""
-        return self._trouble is not None and now - self.last_success >= self.give_up_after
+        """Calls have failed for ``give_up_after`` seconds with no success in between (counted
+        from the first failure: a quiet spell with no calls at all is no failure)."""
+        return self._trouble is not None and now - self._trouble.since >= self.give_up_after
 
     def give_up_message(self, where: str, now: float) -> str:
-        waited = format_duration(max(0.0, now - self.last_success))
+        since = self._trouble.since if self._trouble is not None else self.last_success
+        waited = format_duration(max(0.0, now - since))
         what = self._trouble.what if self._trouble is not None else "no answer"
         return (
             f"gave up: no call to {where} has succeeded for {waited} ({what}); check the"

@@ -139,6 +139,7 @@ async def _execute(config: Config, board: BoardSink | None, options: RunOptions)
                 on_snapshot=board,
                 hold=stage.busy,
                 on_finished=stage.nudge,
+                more_patience=[("Cloud Storage or the store (settling files)", stage.patience)],
             )
             stage.wake, stage.note = executor.wake, executor.note_error
             client.listeners.extend((pacer.on_response, executor.on_response))
@@ -161,6 +162,7 @@ def stage_settings(config: Config, options: RunOptions) -> StageSettings:
         tick=options.tick,
         max_child_files=config.import_.max_objects_per_shard,
         costs=NarrowCosts(operations_in_flight=run.max_operations_in_flight),
+        give_up_after=run.give_up_after_seconds,
     )
 
 

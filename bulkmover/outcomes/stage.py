@@ -28,6 +28,7 @@ from typing import Protocol
 import structlog
 
 from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.execution.patience import Patience
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.outcomes.children import child_shards
@@ -85,6 +86,7 @@ class StageSettings:
     stow_in_flight: int = 4
     max_child_files: int = 5000  # a child never holds more than a planned shard may
     costs: NarrowCosts = field(default_factory=NarrowCosts)
+    give_up_after: float = 900.0  # seconds of failing steps (no success) before the run stops
 
 
 class OutcomeStage:
@@ -119,6 +121,10 @@ class OutcomeStage:
         self._reading = False
         self._narrowing = asyncio.Semaphore(settings.narrowing_in_parallel)
         self._kick = asyncio.Event()
+        # A step that fails is tried again next tick, for ever unless the run gives up: the
+        # executor stops the run when this says the stage has failed for too long (Cloud
+        # Storage gone, say, while the Healthcare API still answers).
+        self.patience = Patience(settings.give_up_after, clock())
 
     def busy(self) -> bool:
         """Some shard's files are still being settled (the run is not over)."""
@@ -181,9 +187,10 @@ class OutcomeStage:
                 counted = shard.success + shard.failure
                 short = shard.expected - counted if not moved and not added else 0
                 self.files.checked(shard.shard_id, shard.failure, uncounted=max(short, 0))
+                self._succeeded()
                 self.nudge()
         except BulkmoverError as exc:
-            self.note(shard.shard_id, f"checking a changed shard: {exc}")
+            self._failed(shard.shard_id, f"checking a changed shard: {exc}")
             await asyncio.sleep(self.settings.tick * 10)
         finally:
             self._active.discard(shard.shard_id)
@@ -240,6 +247,15 @@ class OutcomeStage:
         else:
             self.files.settle(shard.shard_id, FileOutcome.UNKNOWN, decision.reason)
 
+    # -- patience ------------------------------------------------------------------------------
+
+    def _succeeded(self) -> None:
+        self.patience.on_attempt(True, "", self.clock())
+
+    def _failed(self, shard_id: int | None, what: str) -> None:
+        self.note(shard_id, what)
+        self.patience.on_attempt(False, what, self.clock())
+
     # -- narrowing -----------------------------------------------------------------------------
 
     async def _probe_early(self, shard: SettlingShard) -> None:
@@ -261,8 +277,9 @@ class OutcomeStage:
                         f" {shard.failure - unexplained} of {shard.failure}",
                     )
                     self.nudge()
+                self._succeeded()
         except BulkmoverError as exc:
-            self.note(shard.shard_id, f"probing a shard's files: {exc}")
+            self._failed(shard.shard_id, f"probing a shard's files: {exc}")
         finally:
             self._early.discard(shard.shard_id)
             self._active.discard(shard.shard_id)
@@ -274,10 +291,12 @@ class OutcomeStage:
                 # STOW-RS, or child shards) must not queue behind other shards' probes.
                 while await self._narrow_step(shard):
                     pass
+                self._succeeded()
         except BulkmoverError as exc:
             # Cloud Storage or the store failed under the probe or STOW: try again next tick
-            # (the deadline does not apply: narrowing only ends with an answer).
-            self.note(shard.shard_id, f"resolving failures: {exc}")
+            # (the deadline does not apply: narrowing only ends with an answer, or the run
+            # gives up on it, see ``patience``).
+            self._failed(shard.shard_id, f"resolving failures: {exc}")
             log.warning("narrowing failed", shard=shard.shard_id, error=str(exc))
             await asyncio.sleep(self.settings.tick * 10)
         finally:

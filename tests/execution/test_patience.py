@@ -11,13 +11,21 @@ from bulkmover.execution.decisions import PollAction, after_poll_error
 from bulkmover.execution.patience import Patience, attempt_ok, attempt_what
 
 
-def test_patience_runs_out_only_after_give_up_seconds_without_a_success() -> None:
+def test_patience_runs_out_only_after_give_up_seconds_of_failures_without_a_success() -> None:
     patience = Patience(give_up_after=900, last_success=1000.0)
     assert patience.on_attempt(False, "operations.get: no answer (refused)", 1010.0)
-    assert not patience.exhausted(1899.0)
-    assert patience.exhausted(1900.0)
+    assert not patience.exhausted(1909.0)
+    assert patience.exhausted(1910.0)
     trouble = patience.trouble
     assert trouble is not None and trouble.since == 1010.0 and trouble.failures == 1
+
+
+def test_a_long_quiet_spell_is_not_counted_as_failing() -> None:
+    """Nothing called for an hour, then one failure: the patience starts with the failure."""
+    patience = Patience(give_up_after=900, last_success=0.0)
+    patience.on_attempt(False, "storage.objects.list: no answer", 3600.0)
+    assert not patience.exhausted(3601.0)
+    assert patience.exhausted(4500.0)
 
 
 def test_a_success_resets_patience_and_ends_the_trouble() -> None:
@@ -28,8 +36,8 @@ def test_a_success_resets_patience_and_ends_the_trouble() -> None:
     assert patience.trouble is None
     assert not patience.exhausted(100.0)  # nothing failed since the success
     patience.on_attempt(False, "c", 100.0)
-    assert not patience.exhausted(109.0)
-    assert patience.exhausted(110.0)
+    assert not patience.exhausted(159.0)
+    assert patience.exhausted(160.0)
 
 
 def test_no_failure_never_exhausts_patience() -> None:
@@ -52,17 +60,21 @@ def test_the_trouble_line_says_what_fails_and_for_how_long() -> None:
 
 
 @given(st.lists(st.tuples(st.booleans(), st.floats(0, 50)), max_size=40))
-def test_exhausted_exactly_when_the_last_success_is_old_and_failures_followed(
+def test_exhausted_exactly_when_failures_began_long_ago_with_no_success_since(
     attempts: list[tuple[bool, float]],
 ) -> None:
     patience = Patience(give_up_after=100, last_success=0.0)
-    now, last_ok, failed_since_ok = 0.0, 0.0, False
+    now, first_failure = 0.0, None
     for ok, step in attempts:
         now += step
         patience.on_attempt(ok, "x", now)
-        last_ok, failed_since_ok = (now, False) if ok else (last_ok, True)
+        if ok:
+            first_failure = None
+        elif first_failure is None:
+            first_failure = now
         later = now + 60
-        assert patience.exhausted(later) == (failed_since_ok and later - last_ok >= 100)
+        expected = first_failure is not None and later - first_failure >= 100
+        assert patience.exhausted(later) == expected
 
 
 def test_attempt_outcomes() -> None:
