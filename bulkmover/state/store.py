@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from bulkmover.errors import StateError
+from bulkmover.state.integrity import connect
 from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
 from bulkmover.state.staging import prefix_end
 from bulkmover.state.transaction import transaction
@@ -146,12 +147,7 @@ class StateStore:
                     f"cannot create the directory of state file {path}: {err.strerror}; fix"
                     " `state:` in the config"
                 ) from None
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        except sqlite3.Error as err:
-            raise StateError(
-                f"cannot open state file {path}: {err}; fix `state:` in the config"
-            ) from None
+        conn = connect(path, timeout=30.0, autocommit=True)
         store = cls(path, conn)
         try:
             store._prepare()
@@ -174,20 +170,25 @@ class StateStore:
         """
         if not path.exists():
             raise StateError(f"state file {path} not found; run `bulkmover plan CONFIG` first")
-        conn: sqlite3.Connection | None = None
+        conn = connect(path, timeout=10.0)
         try:
             # Not mode=ro: a read-only connection cannot build the WAL index (-shm) when a killed
             # run left none, and fails. query_only keeps this connection from ever writing.
-            conn = sqlite3.connect(path, timeout=10.0)
             conn.execute("PRAGMA query_only = ON")
+            conn.reader = True
             conn.execute("PRAGMA busy_timeout = 10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise _newer(path, version)
             conn.execute("SELECT operation FROM shards LIMIT 0")
         except sqlite3.Error as err:
-            if conn is not None:
-                conn.close()
+            conn.close()
             raise StateError(
                 f"cannot read state file {path} ({err}); was it written by `bulkmover plan`/`run`?"
             ) from None
+        except BaseException:
+            conn.close()
+            raise
         return cls(path, conn)
 
     def _prepare(self) -> None:
@@ -201,10 +202,7 @@ class StateStore:
                 f"{self.path} is not a bulkmover state file; point `state:` at a new file"
             )
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.path} was written by a newer bulkmover (schema {version}, this one knows"
-                f" {SCHEMA_VERSION}); upgrade bulkmover"
-            )
+            raise _newer(self.path, version)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -215,6 +213,15 @@ class StateStore:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        else:
+            # A file SQLite could open only for reading (immutable, read-only mount, no write
+            # permission) fails at its first write: refuse it now, before a `plan` lists the
+            # bucket or a `run` starts anything. The write is rolled back, never committed.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"PRAGMA user_version = {version}")
+            finally:
+                conn.execute("ROLLBACK")
 
     @property
     def schema_version(self) -> int:
@@ -529,6 +536,14 @@ def _shard_condition(
 def _shard(row: tuple[int, str, int, int, str, str, int]) -> Shard:
     shard_id, uri, objects, nbytes, state, prefix, plan_id = row
     return Shard(shard_id, uri, objects, nbytes, ShardState(state), prefix, plan_id)
+
+
+def _newer(path: Path, version: int) -> StateError:
+    """A state file from a newer bulkmover: never migrated down, never replaced."""
+    return StateError(
+        f"state file {path} was written by a newer bulkmover (schema {version}, this one knows"
+        f" {SCHEMA_VERSION}): upgrade bulkmover to use it"
+    )
 
 
 def _statements(script: str) -> list[str]:
