@@ -21,13 +21,13 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
-from bulkmover.errors import ApiError, BulkmoverError
+from bulkmover.errors import ApiError, BulkmoverError, StateError
 from bulkmover.execution.patience import Patience
 from bulkmover.healthcare.client import HealthcareClient
 from bulkmover.healthcare.resources import StorePath
@@ -151,20 +151,20 @@ class OutcomeStage:
         ]
         if due and not self._reading:
             self._reading = True
-            tasks.create_task(self._read_logs(due))
+            _spawn(tasks, self._read_logs(due))
         for shard in settling:
             if shard.shard_id in self._active:
                 continue
             if shard.files == FilesState.COLLECTING:
                 if shard.shard_id in self._early and shard.shard_id not in self._probed:
                     self._active.add(shard.shard_id)
-                    tasks.create_task(self._probe_early(shard))
+                    _spawn(tasks, self._probe_early(shard))
                 continue
             self._active.add(shard.shard_id)
             if shard.files == FilesState.CHECKING:
-                tasks.create_task(self._check(shard))
+                _spawn(tasks, self._check(shard))
             else:
-                tasks.create_task(self._narrow(shard))
+                _spawn(tasks, self._narrow(shard))
 
     # -- checking ------------------------------------------------------------------------------
 
@@ -189,6 +189,8 @@ class OutcomeStage:
                 self.files.checked(shard.shard_id, shard.failure, uncounted=max(short, 0))
                 self._succeeded()
                 self.nudge()
+        except StateError:
+            raise  # the state file itself failed: retrying cannot help, the run stops
         except BulkmoverError as exc:
             self._failed(shard.shard_id, f"checking a changed shard: {exc}")
             await asyncio.sleep(self.settings.tick * 10)
@@ -278,6 +280,8 @@ class OutcomeStage:
                     )
                     self.nudge()
                 self._succeeded()
+        except StateError:
+            raise  # the state file itself failed: retrying cannot help, the run stops
         except BulkmoverError as exc:
             self._failed(shard.shard_id, f"probing a shard's files: {exc}")
         finally:
@@ -292,6 +296,8 @@ class OutcomeStage:
                 while await self._narrow_step(shard):
                     pass
                 self._succeeded()
+        except StateError:
+            raise  # the state file itself failed: retrying cannot help, the run stops
         except BulkmoverError as exc:
             # Cloud Storage or the store failed under the probe or STOW: try again next tick
             # (the deadline does not apply: narrowing only ends with an answer, or the run
@@ -403,3 +409,13 @@ class OutcomeStage:
         async with asyncio.TaskGroup() as tasks:
             for ref in refs:
                 tasks.create_task(one(ref))
+
+
+def _spawn(tasks: asyncio.TaskGroup, coro: Coroutine[object, object, None]) -> None:
+    """``tasks.create_task(coro)``; a group already shutting down refuses it, and then the
+    coroutine is closed (else Python warns that it was never awaited, on the user's terminal)."""
+    try:
+        tasks.create_task(coro)
+    except RuntimeError:
+        coro.close()
+        raise

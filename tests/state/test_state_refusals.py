@@ -120,10 +120,6 @@ def test_a_damaged_state_file_is_refused_in_one_line_and_kept(
     planned: tuple[str, bytes], tmp_path: Path, damage: str, command: tuple[str, ...]
 ) -> None:
     table, garbage, says = DAMAGE[damage]
-    if damage == "ledger-page" and command[0] == "run":
-        # The run reaches the ledger only when a shard's files settle, from the per-file
-        # stage's tasks: covered by status/report/replan here (see the hand-over notes).
-        pytest.skip("run reads the ledger page only from the per-file stage")
     config, state = job(tmp_path, planned)
     offset = 0 if table is None else page_offset(state, table)
     overwrite(state, offset, garbage)
