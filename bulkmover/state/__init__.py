@@ -3,6 +3,8 @@
 from bulkmover.state.runs import Event, Recovered, RunLedger, RunTotals, ShardRun
 from bulkmover.state.staging import ListingStage
 from bulkmover.state.store import (
+    KeptChanges,
+    KeptFile,
     LedgerObject,
     PlanDraft,
     PlanRecord,
@@ -17,6 +19,8 @@ from bulkmover.state.transaction import transaction
 
 __all__ = [
     "Event",
+    "KeptChanges",
+    "KeptFile",
     "LedgerObject",
     "ListingStage",
     "PlanDraft",

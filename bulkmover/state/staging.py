@@ -22,6 +22,7 @@ from types import TracebackType
 from bulkmover.errors import StateError
 
 QUEUED_PAGES = 64
+TAKEN = -1  # ``listing.taken`` of a name taken by no particular shard (``mark_taken``)
 
 SCHEMA = """
 PRAGMA journal_mode = OFF;
@@ -33,7 +34,7 @@ CREATE TABLE listing (
     generation INTEGER NOT NULL,
     cut INTEGER NOT NULL,           -- length of the directory part: name[:cut] ends with '/'
     directory_id INTEGER NOT NULL,
-    taken INTEGER NOT NULL DEFAULT 0
+    taken INTEGER NOT NULL DEFAULT 0 -- 0: free; else the kept shard that owns it (-1: unnamed)
 ) WITHOUT ROWID;
 CREATE TABLE directories (
     id INTEGER PRIMARY KEY,
@@ -59,6 +60,23 @@ def prefix_end(prefix: str) -> str | None:
         if code <= 0x10FFFF:
             return "".join(chars) + chr(code)
     return None
+
+
+def shard_condition(
+    column: str, prefix: str, glob: str, slashes: int | None
+) -> tuple[str, tuple[str | int, ...]]:
+    """SQL condition (and parameters) of a shard URI over names (``gcs.wildcard.sql_glob``):
+    starts with ``prefix`` (a range, using the key), matches ``glob``, holds ``slashes``
+    slashes."""
+    end = prefix_end(prefix)
+    where = f"{column} >= ?" + ("" if end is None else f" AND {column} < ?")
+    params: tuple[str | int, ...] = (prefix,) if end is None else (prefix, end)
+    where += f" AND {column} GLOB ?"
+    params += (glob,)
+    if slashes is not None:
+        where += f" AND length({column}) - length(replace({column}, '/', '')) = ?"
+        params += (slashes,)
+    return where, params
 
 
 class ListingStage:
@@ -158,24 +176,47 @@ class ListingStage:
 
     # --- after listing -----------------------------------------------------------------------
 
-    def mark_taken(self, names: Iterable[str]) -> int:
+    def mark_taken(self, names: Iterable[str], owner: int = TAKEN) -> int:
         """Flag names that shards which already ran hold; returns how many are listed."""
+        marked = self.take_names(names, owner)
+        self.recount_taken()
+        return marked
+
+    def take_names(self, names: Iterable[str], owner: int = TAKEN) -> int:
+        """Give the listed ``names`` not taken yet to kept shard ``owner`` (its ledger names);
+        returns how many. ``recount_taken`` once every owner has taken its names."""
         self.finish()
         before = self.conn.total_changes
         self.conn.executemany(
-            "UPDATE listing SET taken = 1 WHERE name = ?", ((name,) for name in names)
+            "UPDATE listing SET taken = ? WHERE name = ? AND taken = 0",
+            ((owner, name) for name in names),
         )
-        marked = self.conn.total_changes - before
+        return self.conn.total_changes - before
+
+    def take_matching(self, owner: int, prefix: str, glob: str, slashes: int | None) -> int:
+        """Give kept shard ``owner`` every free name its URI matches (``shard_condition``):
+        on replan, whatever a kept shard's URI imports belongs to it, even names added to the
+        bucket after it ran, so that no new shard's URI can match them too."""
+        self.finish()
+        where, params = shard_condition("name", prefix, glob, slashes)
+        before = self.conn.total_changes
+        self.conn.execute(
+            f"UPDATE listing SET taken = ? WHERE taken = 0 AND {where}", (owner, *params)
+        )
+        return self.conn.total_changes - before
+
+    def recount_taken(self) -> None:
+        """Each directory's count of taken names (the sharder splits around them)."""
+        self.finish()
         self.conn.executescript(
             """
             UPDATE directories SET taken = 0;
             UPDATE directories SET taken = t.n
-            FROM (SELECT directory_id, count(*) AS n FROM listing WHERE taken = 1
+            FROM (SELECT directory_id, count(*) AS n FROM listing WHERE taken != 0
                   GROUP BY directory_id) AS t
             WHERE directories.id = t.directory_id;
             """
         )
-        return marked
 
     def count(self) -> tuple[int, int]:
         """(objects, bytes) staged."""
@@ -196,15 +237,16 @@ class ListingStage:
 
     def files(self, directory: str) -> Iterator[tuple[str, int, int]]:
         """``(name, size, taken)`` of the files directly in ``directory``, in order."""
-        return self._select(directory, "name, size, taken", f" AND cut = {len(directory)}")
+        return self._select(directory, "name, size, taken != 0", f" AND cut = {len(directory)}")
 
     def under(self, prefix: str) -> Iterator[tuple[str, int, int]]:
         """``(name, size, taken)`` of names starting with ``prefix``, in order."""
-        return self._select(prefix, "name, size, taken")
+        return self._select(prefix, "name, size, taken != 0")
 
     def rows(self, prefix: str = "") -> Iterator[tuple[str, int, int, bool]]:
         """``(name, size, generation, taken)`` of names starting with ``prefix``, in order."""
-        for name, size, taken, generation in self._select(prefix, "name, size, taken, generation"):
+        rows = self._select(prefix, "name, size, taken != 0, generation")
+        for name, size, taken, generation in rows:
             yield name, size, generation, bool(taken)
 
     def _select(self, prefix: str, columns: str, more: str = "") -> Iterator[tuple]:  # type: ignore[type-arg]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from bulkmover.errors import StateError
 from bulkmover.state.integrity import connect
 from bulkmover.state.schema import MIGRATIONS, SCHEMA_VERSION
-from bulkmover.state.staging import prefix_end
+from bulkmover.state.staging import shard_condition
 from bulkmover.state.transaction import transaction
 
 if TYPE_CHECKING:
@@ -301,6 +301,19 @@ class StateStore:
             self.conn.execute(f"SELECT count(*) FROM shards WHERE {has_run()}").fetchone()[0]
         )
 
+    def kept_shards(self) -> list[Shard]:
+        """The planned shards that have run, by id: ``plan --replan`` keeps them."""
+        query = f"SELECT {_SHARD_COLUMNS} FROM shards WHERE parent_id IS NULL AND {has_run()}"
+        return [_shard(row) for row in self.conn.execute(query + " ORDER BY id")]
+
+    def unsettled_shards(self) -> int:
+        """Shards running, or whose files are being settled (an interrupted ``run``)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM shards WHERE state = 'running'"
+            " OR files IN ('checking', 'collecting', 'narrowing')"
+        ).fetchone()
+        return int(row[0])
+
     def names_in_shards_that_ran(self) -> Iterator[str]:
         """Full names of the ledger files of every shard that has run."""
         query = (
@@ -372,12 +385,47 @@ class PlanDraft:
     list_seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class KeptChanges:
+    """What ``plan --replan`` found changed in the bucket under the shards it keeps."""
+
+    added: int = 0
+    """Names a kept shard's URI matches now that its ledger lacked: now in its ledger."""
+    replaced: int = 0
+    """Ledger files with a new generation: flagged ``changed``, to be imported again."""
+    gone: int = 0
+    """Ledger files no longer in the bucket: out of the ledger (and so of every total)."""
+    children: int = 0
+    """Child shards (purpose ``replan``) importing the added and replaced files."""
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.replaced or self.gone)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """A kept shard's ledger file that must be imported (added or replaced since it ran)."""
+
+    home_id: int
+    directory_id: int
+    file: str
+    name: str
+    size: int
+
+
 class PlanWriter:
     """Writes one plan inside ``StateStore.writing_plan``.
 
     On entry every shard that has not run (and its ledger rows) and every unplanned row is
-    dropped: those are re-planned. Shards that have run (``has_run``) are kept untouched. New
-    shards get ids above every existing one.
+    dropped: those are re-planned. Shards that have run (``has_run``) are kept, with their
+    history (operations, events, outcomes); ``reconcile_kept`` brings their ledgers to the
+    bucket as it is now. New shards get ids above every existing one.
+
+    The invariant a replan keeps: every name the source matches now is imported by exactly one
+    planned shard's URI and has exactly one ledger row, that shard's. A kept shard's URI also
+    matches names added under it after it ran, so those are its files (no new shard may match
+    them), imported by child shards of it (``purpose`` replan) whose URIs single them out.
     """
 
     def __init__(self, conn: sqlite3.Connection, draft: PlanDraft) -> None:
@@ -398,6 +446,8 @@ class PlanWriter:
         self.new_shards = 0
         self.unplanned = 0
         self.directory_offset = 0
+        self._copied = False
+        self._affected: list[int] = []
         cursor = conn.execute(
             "INSERT INTO plans (created_at, source, max_objects_per_shard, max_bytes_per_shard,"
             " listed_objects, matched_objects, matched_bytes, kept_shards, new_shards,"
@@ -452,9 +502,10 @@ class PlanWriter:
         self.directory_offset = int(top)
         self.conn.execute(
             "INSERT INTO directories (id, path) SELECT id + ?, path FROM stage.directories"
-            " WHERE files > taken ORDER BY id",
+            " WHERE files > 0 ORDER BY id",
             (self.directory_offset,),
         )
+        self._copied = True
 
     def copy_from_stage(
         self, shard_id: int, prefix: str, glob: str, slashes: int | None
@@ -463,7 +514,7 @@ class PlanWriter:
         with ``prefix``, match ``glob`` (SQLite GLOB) and hold ``slashes`` slashes (if given).
         Returns (objects, bytes). Call ``copy_directories_from_stage`` first.
         """
-        where, params = _shard_condition("name", prefix, glob, slashes)
+        where, params = shard_condition("name", prefix, glob, slashes)
         self.conn.execute(
             "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
             " SELECT ?, directory_id + ?, substr(name, cut + 1), size, generation"
@@ -477,9 +528,9 @@ class PlanWriter:
 
     def taken_in_stage(self, prefix: str, glob: str, slashes: int | None) -> str | None:
         """A taken name of the attached stage that the shard condition accepts, if any."""
-        where, params = _shard_condition("name", prefix, glob, slashes)
+        where, params = shard_condition("name", prefix, glob, slashes)
         row = self.conn.execute(
-            f"SELECT name FROM stage.listing WHERE taken = 1 AND {where} LIMIT 1", params
+            f"SELECT name FROM stage.listing WHERE taken != 0 AND {where} LIMIT 1", params
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -502,7 +553,246 @@ class PlanWriter:
         )
         self.unplanned += self.conn.total_changes - before
 
+    # --- replan: the kept shards' ledgers against the listing ---------------------------------
+
+    def reconcile_kept(self) -> KeptChanges:
+        """Bring the ledger of every kept planned shard to the attached stage, whose ``taken``
+        column names the kept shard owning each name (``ListingStage.take_names`` and
+        ``take_matching``). Call ``copy_directories_from_stage`` first.
+
+        * a ledger file no longer listed (or now owned by another kept shard) is *gone*: its
+          row leaves the ledger (and its children's members), so no total counts it, and it
+          can never be called imported;
+        * a ledger file with a new generation is *replaced*: flagged ``changed``, ``pending``;
+        * a name the shard owns that its ledger lacks is *added*: a new ``pending`` row.
+
+        Each kept shard's expected objects and bytes become its ledger's (its counters follow
+        in ``recount_kept``, once children are made); an event says what changed.
+        their gone members; one left with nothing to import is settled as done. Nothing is
+        imported yet: see ``files_to_import`` and ``add_child``.
+        """
+        conn = self.conn
+        conn.execute("DROP TABLE IF EXISTS temp.replan")
+        conn.execute(
+            "CREATE TEMP TABLE replan (shard_id INTEGER NOT NULL, directory_id INTEGER NOT NULL,"
+            " name TEXT NOT NULL, kind TEXT NOT NULL, outcome TEXT, size INTEGER,"
+            " generation INTEGER, PRIMARY KEY (shard_id, directory_id, name)) WITHOUT ROWID"
+        )
+        kept_rows = (
+            "FROM objects AS o JOIN shards AS s ON s.id = o.shard_id AND s.parent_id IS NULL"
+            " JOIN directories AS d ON d.id = o.directory_id"
+        )
+        conn.execute(
+            "INSERT INTO temp.replan SELECT o.shard_id, o.directory_id, o.name, 'gone',"
+            f" o.outcome, o.size, o.generation {kept_rows} WHERE NOT EXISTS (SELECT 1 FROM"
+            " stage.listing AS l WHERE l.name = d.path || o.name AND l.taken = o.shard_id)"
+        )
+        conn.execute(
+            "INSERT INTO temp.replan SELECT o.shard_id, o.directory_id, o.name, 'replaced',"
+            f" o.outcome, l.size, l.generation {kept_rows} JOIN stage.listing AS l"
+            " ON l.name = d.path || o.name AND l.taken = o.shard_id"
+            " WHERE l.generation != o.generation"
+        )
+        conn.execute(
+            "INSERT INTO temp.replan SELECT l.taken, l.directory_id + ?, substr(l.name, l.cut + 1),"
+            " 'added', NULL, l.size, l.generation FROM stage.listing AS l"
+            " JOIN shards AS s ON s.id = l.taken AND s.parent_id IS NULL"
+            " WHERE l.taken > 0 AND NOT EXISTS (SELECT 1 FROM objects AS o"
+            " JOIN directories AS d ON d.id = o.directory_id WHERE o.shard_id = l.taken"
+            " AND d.path = substr(l.name, 1, l.cut) AND o.name = substr(l.name, l.cut + 1))",
+            (self.directory_offset,),
+        )
+        per_shard = conn.execute(
+            "SELECT shard_id, sum(kind = 'added'), sum(kind = 'replaced'), sum(kind = 'gone')"
+            " FROM temp.replan GROUP BY shard_id ORDER BY shard_id"
+        ).fetchall()
+        gone_keys = "(SELECT shard_id, directory_id, name FROM temp.replan WHERE kind = 'gone')"
+        conn.execute(f"DELETE FROM members WHERE (home_id, directory_id, name) IN {gone_keys}")
+        conn.execute(f"DELETE FROM objects WHERE (shard_id, directory_id, name) IN {gone_keys}")
+        conn.execute(
+            "UPDATE objects SET size = r.size, generation = r.generation, changed = 1,"
+            " outcome = 'pending', error_code = NULL, error_message = NULL FROM temp.replan AS r"
+            " WHERE r.kind = 'replaced' AND objects.shard_id = r.shard_id"
+            " AND objects.directory_id = r.directory_id AND objects.name = r.name"
+        )
+        conn.execute(
+            "INSERT INTO objects (shard_id, directory_id, name, size, generation)"
+            " SELECT shard_id, directory_id, name, size, generation FROM temp.replan"
+            " WHERE kind = 'added'"
+        )
+        added = replaced = gone = 0
+        at = datetime.now(UTC).timestamp()
+        for shard_id, n_added, n_replaced, n_gone in per_shard:
+            added, replaced, gone = added + n_added, replaced + n_replaced, gone + n_gone
+            objects, nbytes = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE shard_id = ?",
+                (shard_id,),
+            ).fetchone()
+            conn.execute(
+                "UPDATE shards SET objects = ?, bytes = ? WHERE id = ?",
+                (objects, nbytes, shard_id),
+            )
+            self._affected.append(shard_id)
+            conn.execute(
+                "INSERT INTO events (at, shard_id, kind, detail) VALUES (?, ?, 'replan', ?)",
+                (
+                    at,
+                    shard_id,
+                    f"the bucket changed since it ran: {n_added} file(s) added under its URI,"
+                    f" {n_replaced} replaced (new generation), {n_gone} gone",
+                ),
+            )
+        # An operation that counted other files than planned ran on a bucket that changed:
+        # its shard's ledger is the bucket's again (the ``drift`` event keeps that it was).
+        conn.execute("UPDATE shards SET drift = 0 WHERE parent_id IS NULL AND drift != 0")
+        self._recount_pending_children()
+        self._settle_empty(at)
+        return KeptChanges(added, replaced, gone)
+
+    def recount_kept(self) -> None:
+        """The counters of each kept shard whose files changed count its files' outcomes (as
+        a settled shard's do, see ``FileLedger``): its imported files as successes, failed and
+        unknown ones as failures; a file waiting for a child is counted when that child
+        settles. The files that left are counted nowhere; its operations keep what they
+        reported."""
+        for shard_id in self._affected:
+            self.conn.execute(
+                "UPDATE shards SET"
+                " success = (SELECT count(*) FROM objects WHERE shard_id = :h"
+                " AND outcome = 'imported'),"
+                " failure = (SELECT count(*) FROM objects WHERE shard_id = :h"
+                " AND outcome IN ('failed', 'unknown')) WHERE id = :h AND state != 'pending'",
+                {"h": shard_id},
+            )
+
+    def files_to_import(self) -> list[KeptFile]:
+        """The added and replaced files of kept shards whose operations ended (a kept shard
+        still pending imports all its files when it runs), by shard and name."""
+        rows = self.conn.execute(
+            "SELECT r.shard_id, r.directory_id, r.name, d.path || r.name, r.size"
+            " FROM temp.replan AS r JOIN shards AS s ON s.id = r.shard_id"
+            " JOIN directories AS d ON d.id = r.directory_id"
+            " WHERE r.kind != 'gone' AND s.state IN ('done', 'failed') ORDER BY 1, 4"
+        )
+        return [KeptFile(*row) for row in rows]
+
+    def shard_uri(self, shard_id: int) -> str:
+        return str(
+            self.conn.execute("SELECT uri FROM shards WHERE id = ?", (shard_id,)).fetchone()[0]
+        )
+
+    def kept_ledger(self, shard_id: int) -> list[tuple[int, str, str, int, int, str]]:
+        """A kept shard's ledger: ``(directory id, file, full name, size, generation,
+        outcome)`` in name order."""
+        rows = self.conn.execute(
+            "SELECT o.directory_id, o.name, d.path || o.name, o.size, o.generation, o.outcome"
+            " FROM objects AS o JOIN directories AS d ON d.id = o.directory_id"
+            " WHERE o.shard_id = ? ORDER BY 3",
+            (shard_id,),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def drop_pending_children(self, shard_id: int) -> list[tuple[str, list[KeptFile]]]:
+        """Remove the kept shard's child shards that have not started (they never ran: no
+        operation, no outcome); returns each one's purpose and files, to be cut again over the
+        shard's ledger as it is now (their URIs may match files added since they were made)."""
+        dropped: list[tuple[str, list[KeptFile]]] = []
+        children = self.conn.execute(
+            "SELECT id, purpose FROM shards WHERE parent_id = ? AND state = 'pending'"
+            " AND attempts = 0 ORDER BY id",
+            (shard_id,),
+        ).fetchall()
+        for child_id, purpose in children:
+            rows = self.conn.execute(
+                "SELECT m.home_id, m.directory_id, m.name, d.path || m.name, o.size"
+                " FROM members AS m JOIN objects AS o ON o.shard_id = m.home_id"
+                " AND o.directory_id = m.directory_id AND o.name = m.name"
+                " JOIN directories AS d ON d.id = m.directory_id WHERE m.shard_id = ?"
+                " ORDER BY 4",
+                (child_id,),
+            )
+            dropped.append((str(purpose), [KeptFile(*row) for row in rows]))
+            self.conn.execute("DELETE FROM members WHERE shard_id = ?", (child_id,))
+            self.conn.execute("DELETE FROM shards WHERE id = ?", (child_id,))
+            self._event(child_id, "dropped: its shard's files changed in the bucket; cut again")
+        return dropped
+
+    def add_child(
+        self,
+        parent_id: int,
+        uri: str,
+        prefix: str,
+        files: list[KeptFile],
+        purpose: str = "replan",
+    ) -> int:
+        """A new pending child shard of a kept shard importing ``files`` (rows of its ledger);
+        returns its id. Purpose ``replan``: files added or replaced since the shard ran."""
+        child_id = self.next_id
+        self.next_id += 1
+        self.conn.execute(
+            "INSERT INTO shards (id, plan_id, uri, prefix, objects, bytes, state, updated_at,"
+            " parent_id, purpose) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (
+                child_id,
+                self.plan_id,
+                uri,
+                prefix,
+                len(files),
+                sum(f.size for f in files),
+                now(),
+                parent_id,
+                purpose,
+            ),
+        )
+        self.conn.executemany(
+            "INSERT INTO members (shard_id, home_id, directory_id, name) VALUES (?, ?, ?, ?)",
+            [(child_id, f.home_id, f.directory_id, f.file) for f in files],
+        )
+        what = "added or replaced since it ran" if purpose == "replan" else f"to {purpose}"
+        self._event(child_id, f"{len(files)} file(s) of shard {parent_id} {what}: {uri}")
+        return child_id
+
+    def _event(self, shard_id: int, detail: str) -> None:
+        self.conn.execute(
+            "INSERT INTO events (at, shard_id, kind, detail) VALUES (?, ?, 'replan', ?)",
+            (datetime.now(UTC).timestamp(), shard_id, detail),
+        )
+
+    def _recount_pending_children(self) -> None:
+        self.conn.execute(
+            "UPDATE shards SET objects = (SELECT count(*) FROM members WHERE shard_id = shards.id),"
+            " bytes = (SELECT coalesce(sum(o.size), 0) FROM members AS m JOIN objects AS o"
+            " ON o.shard_id = m.home_id AND o.directory_id = m.directory_id AND o.name = m.name"
+            " WHERE m.shard_id = shards.id) WHERE parent_id IS NOT NULL AND state = 'pending'"
+        )
+
+    def _settle_empty(self, at: float) -> None:
+        """A kept shard still to run whose files all left the bucket has nothing to import:
+        done, settled (its URI would match nothing, which the API calls an error)."""
+        ids = [
+            int(r[0])
+            for r in self.conn.execute(
+                "SELECT id FROM shards WHERE state = 'pending' AND objects = 0"
+            )
+        ]
+        for shard_id in ids:
+            self.conn.execute(
+                "UPDATE shards SET state = 'done', files = 'settled', updated_at = ? WHERE id = ?",
+                (now(), shard_id),
+            )
+            self.conn.execute(
+                "INSERT INTO events (at, shard_id, kind, detail) VALUES (?, ?, 'replan', ?)",
+                (at, shard_id, "every file it was to import left the bucket: nothing to run"),
+            )
+
     def _finish(self) -> None:
+        if self._copied:
+            # Directories of the stage that no ledger row uses (their names all kept, or gone).
+            self.conn.execute(
+                "DELETE FROM directories WHERE id > ? AND id NOT IN"
+                " (SELECT DISTINCT directory_id FROM objects WHERE directory_id > ?)",
+                (self.directory_offset, self.directory_offset),
+            )
         self.conn.execute(
             "UPDATE plans SET new_shards = ?, unplanned_objects = ?, seconds = ? WHERE id = ?",
             (self.new_shards, self.unplanned, self.seconds, self.plan_id),
@@ -515,22 +805,6 @@ _PLAN_COLUMNS = (
     " seconds"
 )
 _SHARD_COLUMNS = "id, uri, objects, bytes, state, prefix, plan_id"
-
-
-def _shard_condition(
-    column: str, prefix: str, glob: str, slashes: int | None
-) -> tuple[str, tuple[str | int, ...]]:
-    """SQL condition (and parameters): starts with ``prefix`` (a range, using the key), matches
-    ``glob``, holds ``slashes`` slashes."""
-    end = prefix_end(prefix)
-    where = f"{column} >= ?" + ("" if end is None else f" AND {column} < ?")
-    params: tuple[str | int, ...] = (prefix,) if end is None else (prefix, end)
-    where += f" AND {column} GLOB ?"
-    params += (glob,)
-    if slashes is not None:
-        where += f" AND length({column}) - length(replace({column}, '/', '')) = ?"
-        params += (slashes,)
-    return where, params
 
 
 def _shard(row: tuple[int, str, int, int, str, str, int]) -> Shard:

@@ -14,7 +14,7 @@ from bulkmover.errors import ApiError, PlanError, StateError
 from bulkmover.gcs.wildcard import has_wildcard, parse_wildcard
 from bulkmover.planning.plan import PlanOutcome, plan
 from bulkmover.planning.summary import plan_json
-from bulkmover.state import ShardState, StateStore
+from bulkmover.state import KeptChanges, ShardState, StateStore
 
 TRICKY = [
     "site/a/1.dcm",
@@ -158,18 +158,25 @@ def test_replan_refuses_then_keeps_what_ran(gcs_server: RunningServer, tmp_path:
     fill_bucket(gcs_server.url, bucket, dict.fromkeys(added, b"z"))
     second = plan(config, replan=True)
     assert (second.kept_shards, second.new_shards) == (1, len(second.shards) - 1)
+    # The late file is the kept shard's (its URI imports it): in its ledger, not in a new shard,
+    # imported by a child shard of it whose URI matches nothing else.
     kept = [s for s in second.shards if s.id == ran.id]
-    assert [(s.uri, s.objects, s.state) for s in kept] == [(ran.uri, ran.objects, ShardState.DONE)]
+    assert [(s.uri, s.objects, s.state) for s in kept] == [(ran.uri, 4, ShardState.DONE)]
+    assert second.kept_changes == KeptChanges(added=1, children=1)
     assert all(s.id > first.shards[-1].id for s in second.shards if s.id != ran.id)
+    own = [f"{ran.prefix}{i}.dcm" for i in range(3)] + [ran.prefix + "late.dcm"]
     with StateStore.open(config.state, create=False) as store:
-        assert [o.name for o in store.ledger(ran.id)] == [f"{ran.prefix}{i}.dcm" for i in range(3)]
+        assert [o.name for o in store.ledger(ran.id)] == sorted(own)
         in_new = {o.name for s in second.shards if s.id != ran.id for o in store.ledger(s.id)}
-    assert in_new == set(names + added) - {f"{ran.prefix}{i}.dcm" for i in range(3)}
+        children = store.conn.execute(
+            "SELECT uri, purpose, objects FROM shards WHERE parent_id = ?", (ran.id,)
+        ).fetchall()
+    assert in_new == set(names + added) - set(own)
+    assert [(c[1], c[2]) for c in children] == [("replan", 1)]
+    assert [n for n in names + added if parse_wildcard(children[0][0]).matches(n)] == [own[-1]]
     for shard in second.shards:
         if shard.id != ran.id:
-            assert not any(
-                parse_wildcard(shard.uri).matches(f"{ran.prefix}{i}.dcm") for i in range(3)
-            )
+            assert not any(parse_wildcard(shard.uri).matches(n) for n in own)
 
 
 def test_nothing_matched_and_missing_bucket(
