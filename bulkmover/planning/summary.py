@@ -62,6 +62,14 @@ def render_summary(outcome: PlanOutcome, console: Console) -> None:
         shards_line += f" ({outcome.new_shards:,} new, {outcome.kept_shards:,} kept: they ran)"
     facts.add_row("source", outcome.source)
     facts.add_row("shards", shards_line)
+    changes = outcome.kept_changes
+    if changes.any:
+        facts.add_row(
+            "since they ran",
+            f"{changes.added:,} file(s) added under kept shards, {changes.replaced:,} replaced"
+            f" (flagged changed), {changes.gone:,} gone (out of the plan);"
+            f" {changes.children:,} child shard(s) import the added and replaced files",
+        )
     facts.add_row("objects", f"{totals.objects:,}")
     facts.add_row("bytes", f"{format_bytes(totals.bytes)} ({totals.bytes:,})")
     if outcome.shards:
