@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 from bulkmover.errors import StateError
 from bulkmover.state.files import UNKNOWN_CODE, FileOutcome, OutcomeTotals
-from bulkmover.state.schema import SCHEMA_VERSION
 from bulkmover.state.store import StateStore
 
 OUTCOMES_SCHEMA = 4
@@ -161,11 +160,6 @@ class Ledger:
     def __enter__(self) -> Ledger:
         path = self.store.path
         version = self.store.schema_version
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{path} was written by a newer bulkmover (schema {version}, this one knows"
-                f" {SCHEMA_VERSION}); upgrade bulkmover"
-            )
         if version < OUTCOMES_SCHEMA:
             raise StateError(
                 f"state file {path} predates per-file outcomes (schema {version}, the report"

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from bulkmover.config import Config
 from bulkmover.errors import StateError
 from bulkmover.gcs.uri import parse_gcs_uri
-from bulkmover.state.schema import SCHEMA_VERSION
 from bulkmover.state.store import StateStore
 
 OUTCOMES_SCHEMA = 4
@@ -52,11 +51,6 @@ def open_ledger(config: Config) -> StateStore:
                 f"state file {config.state} was written by an older bulkmover (schema {version},"
                 f" file outcomes came with {OUTCOMES_SCHEMA}); run `bulkmover run CONFIG` once to"
                 " upgrade it"
-            )
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"state file {config.state} was written by a newer bulkmover (schema {version});"
-                " upgrade bulkmover"
             )
         if state.latest_plan() is None:
             raise StateError(
