@@ -497,6 +497,8 @@ class FileLedger:
                 "UPDATE shards SET"
                 " success=(SELECT count(*) FROM objects WHERE shard_id=:h AND outcome='imported'),"
                 " failure=(SELECT count(*) FROM objects WHERE shard_id=:h"
-                " AND outcome IN ('failed', 'unknown')) WHERE id=:h",
+                " AND outcome IN ('failed', 'unknown'))"
+                # A shard planned without a ledger (no file rows) keeps its counters.
+                " WHERE id=:h AND EXISTS (SELECT 1 FROM objects WHERE shard_id=:h)",
                 {"h": home},
             )
