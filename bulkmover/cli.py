@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except click.UsageError as exc:
+        if isinstance(exc, _NoArgsIsHelp) and exc.ctx is not None:  # bare `bulkmover`
+            click.echo(exc.ctx.get_help())
+            raise SystemExit(exc.exit_code) from None
         # One line, like every other error: what is wrong, and where the fix is (--help).
         command = exc.ctx.command_path if exc.ctx is not None else "bulkmover"
         print(f"error: {_one_line(exc.format_message())} (see `{command} --help`)", file=sys.stderr)
@@ -335,6 +338,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.exceptions.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     raise SystemExit(0)
+
+
+# click >= 8.2 raises this for a group called with no command (its message is the whole help).
+_NoArgsIsHelp: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_Never", (click.UsageError,), {})
+)
 
 
 def _one_line(text: str) -> str:

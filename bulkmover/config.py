@@ -258,8 +258,9 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate YAML ``text`` (from ``path``, named in errors) into a Config."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(_too_large(path))
-    loader = _Loader(text, path)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text, path)  # reads the text at once: a control character fails here
         root = loader.get_single_node()
         if root is not None:
             _check_shape(root, path)
@@ -271,12 +272,18 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(
             f"{path}:{line} not valid YAML ({problem}); check indentation and quoting"
         ) from None
+    except _CONSTRUCT_ERRORS as err:  # raised while filling a mapping or a list
+        raise ConfigError(
+            f"{path}: a value cannot be read ({type(err).__name__}: {one_line(str(err), 80)});"
+            " check explicit tags (!!...) and quoting"
+        ) from None
     except RecursionError:
         raise ConfigError(
             f"{path}: brackets or blocks nested too deeply to be a config; see configs/example.yaml"
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping of sections (target:, import:, state:, ...); see"
@@ -294,6 +301,9 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError(
             first + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
         ) from None
+
+
+_CONSTRUCT_ERRORS = (ValueError, TypeError, AttributeError, KeyError, OverflowError, IndexError)
 
 
 class _Loader(yaml.SafeLoader):
@@ -315,18 +325,20 @@ class _Loader(yaml.SafeLoader):
         assert isinstance(value, int)
         return value
 
-    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value its tag cannot make (``!!timestamp x``, ``!!int abc``, 2024-13-45) raises
+        whatever Python raises, not a YAMLError: make it one line naming the place."""
         try:
-            return super().construct_yaml_timestamp(node)
-        except (ValueError, OverflowError):  # 2024-13-45 looks like a date but is none
+            return super().construct_object(node, deep)
+        except _CONSTRUCT_ERRORS:
+            shown = node.value if isinstance(node, yaml.ScalarNode) else node.tag
             raise ConfigError(
-                f"{self.path}:{node.start_mark.line + 1}: {node.value!r} looks like a date but"
-                " is not one; quote it if it is text"
+                f"{self.path}:{node.start_mark.line + 1}: {one_line(repr(shown), 80)} is not"
+                f" a valid {node.tag.rsplit(':', 1)[-1]}; quote it if it is text"
             ) from None
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
 
 def _too_large(path: Path) -> str:

@@ -181,3 +181,11 @@ def test_an_odd_key_is_shown_quoted_on_one_line(tmp_path: Path) -> None:
 def test_an_impossible_date_is_refused(tmp_path: Path) -> None:
     message = error_of(tmp_path, MINIMAL.replace("state/site-a.db", "2024-13-45"))
     assert ":8:" in message and "'2024-13-45'" in message
+
+
+@pytest.mark.parametrize(
+    "value", ["!!timestamp yesterday", "!!int abc", "!!float x", "!!bool maybe", "2024-02-30"]
+)
+def test_a_value_its_tag_cannot_make_is_refused(tmp_path: Path, value: str) -> None:
+    message = error_of(tmp_path, MINIMAL + f"run:\n  max_attempts: {value}\n")
+    assert ":10:" in message and "is not a valid" in message
