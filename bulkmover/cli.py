@@ -311,6 +311,11 @@ def demo(data_dir: str, studies: int, bad_files: int) -> None:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the CLI; a BulkmoverError becomes one line on stderr and its exit code."""
+    from bulkmover import logs
+
+    # Library log records go nowhere unless a command (``run``) sends them to its log file:
+    # structlog's default prints them to stdout, into the middle of `verify --json`.
+    logs.configure(None)
     try:
         app.main(args=argv, prog_name="bulkmover", standalone_mode=False)
     except BulkmoverError as exc:

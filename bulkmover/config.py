@@ -26,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -197,6 +198,16 @@ class CredentialsConfig(_Section):
 
     kind: Literal["adc", "service_account", "anonymous"] = "adc"
     key_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _key_only_for_service_accounts(self) -> CredentialsConfig:
+        if self.key_file is not None and self.kind != "service_account":
+            # Silently ignored, it would look like the credentials in use.
+            raise ValueError(
+                f"key_file is read only with kind: service_account (kind is {self.kind});"
+                " remove key_file or set kind: service_account"
+            )
+        return self
 
 
 class Config(_Section):

@@ -107,7 +107,8 @@ def planned(
     fill_bucket(gcs_emulator.url, bucket, {f"site/{i}.dcm": b"x" for i in range(3)})
     template = CONFIG.format(hc=healthcare_emulator.url, gcs=gcs_emulator.url, bucket=bucket)
     work = tmp_path_factory.mktemp("keys")
-    (work / "job.yaml").write_text(template.replace("KIND", "anonymous"))
+    anonymous = template.replace("{kind: KIND, key_file: keys/sa.json}", "{kind: anonymous}")
+    (work / "job.yaml").write_text(anonymous)
     result = bulkmover("plan", str(work / "job.yaml"))
     assert result.returncode == 0, result.stderr
     return template, (work / "state" / "job.db").read_bytes()

@@ -189,3 +189,11 @@ def test_an_impossible_date_is_refused(tmp_path: Path) -> None:
 def test_a_value_its_tag_cannot_make_is_refused(tmp_path: Path, value: str) -> None:
     message = error_of(tmp_path, MINIMAL + f"run:\n  max_attempts: {value}\n")
     assert ":10:" in message and "is not a valid" in message
+
+
+def test_a_key_file_that_would_be_ignored_is_refused(tmp_path: Path) -> None:
+    """``key_file`` is read only for ``kind: service_account``; with adc or anonymous it would
+    silently not be the credentials in use."""
+    for kind in ("adc", "anonymous"):
+        text = MINIMAL + f"credentials:\n  kind: {kind}\n  key_file: keys/sa.json\n"
+        assert "key_file is read only with kind: service_account" in error_of(tmp_path, text)

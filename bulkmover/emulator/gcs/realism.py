@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class GcsRealism(BaseModel):
     """How the emulated Cloud Storage paces, limits and breaks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     request_latency: float = Field(0.0, ge=0, description="seconds added to every API request")
     page_latency: float = Field(

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class HealthcareRealism(BaseModel):
     """How the emulated Healthcare API paces, limits and breaks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     operation_speed: float = Field(
         0.0,
