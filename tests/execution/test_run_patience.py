@@ -96,9 +96,24 @@ def assert_every_file_once(cloud: EmulatorPair, config: Path) -> None:
     assert int(metrics["instanceCount"]) == SPEC.instances
 
 
+def resume_on_a_new_api(
+    cloud: EmulatorPair, config: Path, tmp: Path, started: dict[str, str], *flags: str
+) -> None:
+    """The Healthcare emulator back on its data (a new port): the next run re-attaches to the
+    operations ``started`` (uri -> name) instead of submitting their shards again, and ends
+    with every file once."""
+    cloud.hc = start_healthcare_emulator(tmp / "hc", cloud.gcs.url, *flags)
+    write_config(config, cloud, cloud.hc.url, 60)
+    again = bulkmover("run", str(config), "--json")
+    assert again.returncode == 0, again.stderr
+    per_uri = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
+    for uri in started:
+        assert per_uri[uri] == 1, f"{uri} was submitted again after the API came back"
+    assert_every_file_once(cloud, config)
+
+
 def test_a_run_whose_api_goes_away_says_so_gives_up_and_resumes_exactly(tmp_path: Path) -> None:
     cloud, config = seeded(tmp_path, "--operation-time", "3", "--seed", "8", patience=8)
-    hc_dir = tmp_path / "hc"
     try:
         proc = subprocess.Popen([*BULKMOVER, "run", str(config)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -130,15 +145,8 @@ def test_a_run_whose_api_goes_away_says_so_gives_up_and_resumes_exactly(tmp_path
             if s["state"] == "running" and s["operation"]
         }
         assert running
-        cloud.hc = start_healthcare_emulator(hc_dir, cloud.gcs.url, "--seed", "8")
-        write_config(config, cloud, cloud.hc.url, 60)
-        again = bulkmover("run", str(config), "--json")
-        assert again.returncode == 0, again.stderr
+        resume_on_a_new_api(cloud, config, tmp_path, running, "--seed", "8")
         assert "API calls failing" not in bulkmover("status", str(config)).stdout
-        per_uri = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
-        for uri in running:
-            assert per_uri[uri] == 1, f"{uri} was submitted again after the API came back"
-        assert_every_file_once(cloud, config)
     finally:
         cloud.stop()
 
@@ -159,13 +167,6 @@ def test_permission_denied_on_polling_stops_the_run_at_once(tmp_path: Path) -> N
 
         # Permission granted (the emulator back without --deny): the run re-attaches.
         cloud.hc.stop()
-        cloud.hc = start_healthcare_emulator(tmp_path / "hc", cloud.gcs.url)
-        write_config(config, cloud, cloud.hc.url, 60)
-        again = bulkmover("run", str(config), "--json")
-        assert again.returncode == 0, again.stderr
-        per_uri = Counter(o["request"]["gcsSource"]["uri"] for o in cloud.imports())
-        for uri in started:
-            assert per_uri[uri] == 1, f"{uri} was submitted again"
-        assert_every_file_once(cloud, config)
+        resume_on_a_new_api(cloud, config, tmp_path, started)
     finally:
         cloud.stop()
