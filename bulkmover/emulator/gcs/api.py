@@ -11,6 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from bulkmover.emulator.gcs.errors import GcsApiError, invalid, object_not_found
 from bulkmover.emulator.gcs.fields import Selection, apply_fields, parse_fields
+from bulkmover.emulator.gcs.globs import compile_glob
 from bulkmover.emulator.gcs.listing import ListPage, ListQuery, list_page, parse_max_results
 from bulkmover.emulator.gcs.media import send_media
 from bulkmover.emulator.gcs.names import check_bucket_name, check_object_name
@@ -94,6 +96,9 @@ async def list_objects(request: web.Request) -> web.Response:
     state = state_of(request)
     bucket = state.store.require_bucket(request.match_info["bucket"])
     query = ListQuery.from_params(request.query)
+    if query.glob is not None and state.realism.match_glob_double_star != "any":
+        reading = state.realism.match_glob_double_star
+        query = replace(query, glob=compile_glob(query.glob.pattern, reading))
     if request.query.get("fields"):
         parse_fields(request.query["fields"])  # a bad selection fails before any latency
     if state.realism.page_latency > 0:
@@ -245,19 +250,55 @@ def extra_from_resource(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 _COPY_PATH = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+?)/(copyTo|rewriteTo)/b/([^/]+)/o/(.+)$")
+_MOVE_PATH = re.compile(r"^/storage/v1/b/([^/]+)/o/(.+?)/moveTo/o/(.+)$")
+_OBJECT_METHOD = re.compile(r"^/storage/v1/b/([^/]+)/o/([^/]+)/([A-Za-z]+)(?:/|$)")
 
 
 async def copy_or_rewrite(request: web.Request) -> web.Response:
-    """objects.copy and objects.rewrite (one step: the bytes are shared, not copied).
+    """objects.copy, objects.rewrite (one step: the bytes are shared, not copied) and
+    objects.move; any other POST on an object is a method the emulator does not have.
 
     The path is split on its raw (still percent-encoded) form, where a ``/`` inside an object
     name is ``%2F``, so names that contain ``/copyTo/`` stay unambiguous.
     """
-    match = _COPY_PATH.match(request.raw_path.split("?", 1)[0])
-    if match is None:
-        raise GcsApiError(404, "notFound", f"No such method: POST {request.path[:200]}")
-    src_bucket, src_name, verb, dst_bucket, dst_name = (unquote(g) for g in match.groups())
-    return await _copy(request, verb, src_bucket, src_name, dst_bucket, dst_name)
+    raw_path = request.raw_path.split("?", 1)[0]
+    match = _COPY_PATH.match(raw_path)
+    if match is not None:
+        src_bucket, src_name, verb, dst_bucket, dst_name = (unquote(g) for g in match.groups())
+        return await _copy(request, verb, src_bucket, src_name, dst_bucket, dst_name)
+    move = _MOVE_PATH.match(raw_path)
+    if move is not None:
+        bucket, src_name, dst_name = (unquote(g) for g in move.groups())
+        return await _move(request, bucket, src_name, dst_name)
+    # An unknown method of an existing object: clients such as gcsfs read 404 as "the source
+    # is missing", so the answer says what is missing (the method), as a front end would.
+    method = _OBJECT_METHOD.match(raw_path)
+    if method is not None:
+        bucket, name, verb = unquote(method.group(1)), unquote(method.group(2)), method.group(3)
+        state_of(request).store.require_object(bucket, name)
+        raise GcsApiError(
+            501,
+            "notImplemented",
+            f"Method objects.{verb.removesuffix('To')} (POST .../o/{{object}}/{verb}) is not "
+            "implemented by the emulator.",
+        )
+    raise GcsApiError(404, "notFound", f"No such method: POST {request.path[:200]}")
+
+
+async def _move(request: web.Request, bucket: str, src_name: str, dst_name: str) -> web.Response:
+    """objects.move within a bucket: the destination appears, then the source is deleted."""
+    store = state_of(request).store
+    check_object_name(dst_name)
+    source = store.require_object(bucket, src_name)
+    generation = int_param(request.query, "sourceGeneration")
+    if generation is not None and generation != source.generation:
+        raise object_not_found(bucket, src_name)
+    preconditions(request.query, "Source").check(source)
+    row = await store.write(
+        store.copy_object, bucket, src_name, bucket, dst_name, preconditions(request.query)
+    )
+    await store.write(store.delete_object, bucket, src_name)
+    return json_response(request, object_resource(row, bucket, base_url(request)))
 
 
 async def _copy(

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, web
 from aiohttp.streams import StreamReader
 
 from bulkmover.emulator.gcs.api import extra_from_resource
 from bulkmover.emulator.gcs.blobs import BlobStore, Digest
 from bulkmover.emulator.gcs.errors import GcsApiError, invalid, object_not_found, parse_error
+from bulkmover.emulator.gcs.multipart import split_multipart
 from bulkmover.emulator.gcs.names import check_object_name
 from bulkmover.emulator.gcs.resources import object_resource
 from bulkmover.emulator.gcs.responses import (
@@ -132,27 +133,47 @@ async def _media_upload(request: web.Request, bucket: str) -> web.Response:
 
 async def _multipart_upload(request: web.Request, bucket: str) -> web.Response:
     preconditions(request.query)
-    try:
-        reader = MultipartReader(request.headers, request.content)
-        meta_part = await reader.next()
-        if not isinstance(meta_part, BodyPartReader):
-            raise parse_error("A multipart upload needs a JSON metadata part and a media part.")
-        resource = parse_json_object(bytes(await meta_part.read()))
-        media_part = await reader.next()
-        if not isinstance(media_part, BodyPartReader):
-            raise parse_error("A multipart upload needs a JSON metadata part and a media part.")
-    except (AssertionError, ValueError, KeyError) as exc:
-        raise parse_error(f"Malformed multipart body: {exc}.") from None
+    media, params = _media_type(request.headers.get("Content-Type", ""))
+    if not media.startswith("multipart/"):
+        raise invalid(
+            f"A multipart upload needs Content-Type multipart/related, not {media or 'none'}."
+        )
+    parts = split_multipart(await request.read(), params.get("boundary", ""))
+    if len(parts) != 2:
+        raise parse_error(
+            f"A multipart upload needs a JSON metadata part and a media part, not {len(parts)} "
+            "parts."
+        )
+    meta_part, media_part = parts
+    resource = parse_json_object(meta_part.data)
     name, ctype, extra = _metadata_object(
-        resource, request.query.get("name"), media_part.headers.get("Content-Type")
+        resource, request.query.get("name"), media_part.headers.get("content-type")
     )
-    temp, digest = await receive(state_of(request).store.blobs, media_part)
+    blobs = state_of(request).store.blobs
+    writer = blobs.writer()
+    try:
+        writer.write(media_part.data)
+    except BaseException:
+        writer.abort()
+        raise
+    temp, digest = writer.path, writer.finish()
     try:
         _check_hashes(resource, digest)
     except GcsApiError:
         temp.unlink(missing_ok=True)
         raise
     return await _store_upload(request, bucket, name, temp, digest, ctype, extra)
+
+
+def _media_type(value: str) -> tuple[str, dict[str, str]]:
+    """``'multipart/related; boundary="b"'`` -> ``('multipart/related', {'boundary': 'b'})``."""
+    head, *rest = value.split(";")
+    params: dict[str, str] = {}
+    for item in rest:
+        key, sep, val = item.partition("=")
+        if sep:
+            params[key.strip().lower()] = val.strip().strip('"')
+    return head.strip().lower(), params
 
 
 async def _start_resumable(request: web.Request, bucket: str) -> web.Response:
