@@ -16,13 +16,23 @@ One serial chain of 1000-object pages takes minutes for a million objects on the
 Matching is always done here with the API's semantics. ``matchGlob`` is an optimisation, never
 trusted: it costs the service work per object, so it is sent only once the listing shows that
 most objects do not match (then it saves most of the bytes), and only on chains that start
-after that (a page token belongs to its query). Matched objects go to ``sink`` page by page:
-nothing accumulates in memory. ``ListingStats`` holds the counters the progress view reads.
+after that (a page token belongs to its query). What Cloud Storage makes of ``**`` not alone in
+a path segment (``site/**.dcm``) is not settled by its documentation (gcloud-style wildcards
+read ``dir**`` as ``dir*``), and a server reading it as ``*`` would silently never return the
+files in sub-directories, which no local matching can recover. So the glob is written with
+``**`` alone in its segment where the source allows (``site/**/*.dcm``, the same names), and
+before any chain sends it, the server's reading is checked once per listing: names this
+listing already saw and matched, one at least two directories below the source's prefix (and
+one in the prefix's own directory, when seen), must each come back when listed with the glob
+(``prefix`` = the name). If one does not, the glob is never sent and ``ListingStats`` says why
+(``match_glob_note``, also logged). Matched objects go to ``sink`` page by page: nothing
+accumulates in memory. ``ListingStats`` holds the counters the progress view reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +49,9 @@ FIELDS_DELIMITED = "items(name,size,generation),prefixes,nextPageToken"
 GLOB_SPECIAL = frozenset("[]{},\\")
 GLOB_SAMPLE = 2000
 GLOB_WORTH = 0.5
+GLOB_PROOF_DEPTH = 2  # a probe name this many '/' below the prefix tells '**' from '*' and '*/'
+
+log = logging.getLogger(__name__)
 
 
 class ListedObject(NamedTuple):
@@ -64,6 +77,11 @@ class ListingStats:
     pieces_active: int = 0
     pieces_done: int = 0
     cuts: int = 0
+    match_glob: str | None = None
+    """The ``matchGlob`` sent once the server's reading was checked (None: never sent)."""
+    match_glob_note: str = ""
+    """Why ``matchGlob`` was not sent or stopped being sent, if it was worth sending."""
+    glob_probes: int = 0
 
     @property
     def elapsed(self) -> float:
@@ -149,6 +167,9 @@ class _Lister:
         self.stats = stats
         self.glob = self._glob() if match_glob else None
         self.glob_active = False
+        self.glob_checked = False  # the server's reading was put to the test (once)
+        self.deep_sample: tuple[int, str] | None = None  # (depth, name) of a deep match
+        self.shallow_sample: str | None = None  # a match in the prefix's own directory
         self.components = source.components
         self.component_matchers = [compile_component(c) for c in self.components]
         self.queue: asyncio.Queue[_Piece | None] = asyncio.Queue()
@@ -156,12 +177,20 @@ class _Lister:
         self.idle = 0
 
     def _glob(self) -> str | None:
-        """``matchGlob`` for a recursive source, when GCS glob syntax reads it the same way."""
+        """``matchGlob`` for a recursive source, when GCS glob syntax reads it the same way.
+
+        ``P**E`` with ``P`` ending in ``/`` is sent as ``P**/*E``: the same names (``E`` holds
+        no ``/``), with ``**`` alone in its segment, the form Google documents as crossing
+        directories. Whatever the form, the server's reading is checked before it is used.
+        """
         source = self.source
         if source.kind is not Kind.RECURSIVE or not source.extension:
             return None
         if any(c in GLOB_SPECIAL for c in source.pattern):
             return None
+        prefix = source.literal_prefix
+        if prefix == "" or prefix.endswith("/"):
+            return f"{prefix}**/*{source.extension}"
         return source.pattern
 
     async def run(self) -> None:
@@ -224,6 +253,7 @@ class _Lister:
 
     async def _list(self, piece: _Piece) -> None:
         """Page through ``piece``, delivering matches and cutting its rest for idle workers."""
+        await self._check_glob()
         params = self._params(piece)
         reported: set[str] = set()  # a server may repeat a prefix on several pages
         while True:
@@ -256,7 +286,7 @@ class _Lister:
             params["startOffset"] = piece.start
         if piece.end is not None:
             params["endOffset"] = piece.end
-        if self._worth_a_glob() and self.glob is not None:
+        if self.glob_active and self.glob is not None:
             params["matchGlob"] = self.glob
         return params
 
@@ -277,7 +307,21 @@ class _Lister:
             if final_level and matches(name):
                 batch.append(_object(item))
             scan.entries += 1
+        if self.glob is not None and not self.glob_checked and batch:
+            self._sample(batch)
         return scan
+
+    def _sample(self, batch: list[ListedObject]) -> None:
+        """Keep the deepest matched name and one in the prefix's own directory, the names the
+        server's ``matchGlob`` reading is checked against (unfiltered pages only)."""
+        skip = len(self.source.literal_prefix)
+        for obj in batch:
+            depth = obj.name.count("/", skip)
+            if depth == 0:
+                if self.shallow_sample is None:
+                    self.shallow_sample = obj.name
+            elif self.deep_sample is None or depth > self.deep_sample[0]:
+                self.deep_sample = (depth, obj.name)
 
     def _scan_prefixes(
         self, piece: _Piece, prefixes: Iterable[str], scan: _Scan, reported: set[str]
@@ -298,11 +342,52 @@ class _Lister:
                 self._subdirectory(piece, prefix)
 
     def _worth_a_glob(self) -> bool:
-        """Send ``matchGlob`` from now on? Yes once most objects seen so far did not match."""
-        if self.glob is not None and not self.glob_active:
-            seen, matched = self.stats.seen, self.stats.matched
-            self.glob_active = seen >= GLOB_SAMPLE and matched < seen * GLOB_WORTH
-        return self.glob_active
+        """Would ``matchGlob`` pay from now on? Yes once most objects seen did not match."""
+        seen, matched = self.stats.seen, self.stats.matched
+        return seen >= GLOB_SAMPLE and matched < seen * GLOB_WORTH
+
+    async def _check_glob(self) -> None:
+        """Once worth it, and once a match deep enough was seen: does the server return the
+        matched names this listing already saw when the glob is sent? Only then is it sent.
+        Chains starting meanwhile go without it (no worker waits for the check)."""
+        glob = self.glob
+        if glob is None or self.glob_checked or not self._worth_a_glob():
+            return
+        if self.deep_sample is None or self.deep_sample[0] < GLOB_PROOF_DEPTH:
+            self.stats.match_glob_note = (
+                f"not sent yet: no match {GLOB_PROOF_DEPTH} directories below "
+                f"{self.source.literal_prefix!r} seen to check the server's reading of {glob!r}"
+            )
+            return
+        self.glob_checked = True
+        probes = [self.deep_sample[1]]
+        if self.shallow_sample is not None:
+            probes.append(self.shallow_sample)
+        for name in probes:
+            params = {"prefix": name, "maxResults": "1", "fields": FIELDS, "matchGlob": glob}
+            self.stats.glob_probes += 1
+            try:
+                page = await self.pages.list_page(self.source.bucket, params)
+            except ApiError as err:
+                self._glob_off(f"the check of matchGlob {glob!r} failed ({err})")
+                return
+            items = page.get("items") or []
+            if not items or items[0].get("name") != name:
+                self._glob_off(
+                    f"the server's matchGlob {glob!r} leaves out {name!r}, which the source "
+                    f"matches (it reads '**' otherwise); listing without matchGlob"
+                )
+                return
+        self.glob_active = True
+        self.stats.match_glob = glob
+        self.stats.match_glob_note = ""
+
+    def _glob_off(self, why: str) -> None:
+        self.glob = None
+        self.glob_active = False
+        self.stats.match_glob = None
+        self.stats.match_glob_note = why
+        log.warning("listing %s: %s", self.source, why)
 
     async def _page(self, params: dict[str, str]) -> dict[str, Any]:
         try:
@@ -311,8 +396,7 @@ class _Lister:
             if err.status != 400 or "matchGlob" not in params:
                 raise
         # A service that refuses the glob: list without it (matching is ours anyway).
-        self.glob = None
-        self.glob_active = False
+        self._glob_off(f"the server refused matchGlob {params['matchGlob']!r} (400)")
         del params["matchGlob"]
         params.pop("pageToken", None)  # the token belonged to the query with the glob
         return await self.pages.list_page(self.source.bucket, params)

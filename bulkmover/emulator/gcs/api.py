@@ -11,6 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from bulkmover.emulator.gcs.errors import GcsApiError, invalid, object_not_found
 from bulkmover.emulator.gcs.fields import Selection, apply_fields, parse_fields
+from bulkmover.emulator.gcs.globs import compile_glob
 from bulkmover.emulator.gcs.listing import ListPage, ListQuery, list_page, parse_max_results
 from bulkmover.emulator.gcs.media import send_media
 from bulkmover.emulator.gcs.names import check_bucket_name, check_object_name
@@ -94,6 +96,9 @@ async def list_objects(request: web.Request) -> web.Response:
     state = state_of(request)
     bucket = state.store.require_bucket(request.match_info["bucket"])
     query = ListQuery.from_params(request.query)
+    if query.glob is not None and state.realism.match_glob_double_star != "any":
+        reading = state.realism.match_glob_double_star
+        query = replace(query, glob=compile_glob(query.glob.pattern, reading))
     if request.query.get("fields"):
         parse_fields(request.query["fields"])  # a bad selection fails before any latency
     if state.realism.page_latency > 0:

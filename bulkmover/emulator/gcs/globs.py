@@ -5,6 +5,10 @@ Semantics (those of Cloud Storage's ``matchGlob``):
 - ``*`` matches any run of characters within one path segment (never ``/``);
 - ``**`` matches any run of characters, ``/`` included; as a whole segment (``a/**/b``,
   ``**/b``) it also matches zero segments, so ``a/**/b`` matches ``a/b`` and ``a/x/y/b``;
+  how ``**`` reads when it is not alone in its segment (``a/**.dcm``) is not settled by
+  Google's documentation, so it is a knob (``DoubleStar``): ``"any"`` as above,
+  ``"segment"`` a single ``*`` (the reading gcloud-style wildcards document: ``dir**`` is
+  ``dir*``), ``"star"`` a single ``*`` everywhere (a glob without globstar);
 - ``?`` matches one character other than ``/``;
 - ``[abc]``, ``[a-z]``, ``[!abc]`` (or ``[^abc]``) match one character of (not of) a set;
 - ``{a,b}`` matches any of the comma-separated alternatives, which may hold globs themselves;
@@ -19,12 +23,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from bulkmover.emulator.gcs.errors import GcsApiError
 
 MAX_GLOB_LENGTH = 1024
 MAX_ALTERNATIVES = 256
 _SPECIAL = set("*?[{\\")
+DoubleStar = Literal["any", "segment", "star"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,10 @@ def bad_glob(pattern: str, why: str) -> GcsApiError:
     return GcsApiError(400, "invalid", f"Invalid matchGlob {pattern[:200]!r}: {why}.")
 
 
-def compile_glob(pattern: str) -> Glob:
+def compile_glob(pattern: str, double_star: DoubleStar = "any") -> Glob:
     """Compile ``pattern``; a malformed one is a 400 ``invalid`` error.
+
+    ``double_star`` is the reading of ``**`` (see the module's docstring).
 
     Braces are expanded first (``a{b,c}d`` is ``abd`` or ``acd``), so that whether ``**`` stands
     for a whole segment is decided in each alternative, as a reader of the pattern expects.
@@ -52,7 +60,7 @@ def compile_glob(pattern: str) -> Glob:
     if len(pattern) > MAX_GLOB_LENGTH:
         raise bad_glob(pattern, f"it is longer than {MAX_GLOB_LENGTH} characters")
     alternatives = expand_braces(pattern)
-    sources = [_translate(pattern, alternative) for alternative in alternatives]
+    sources = [_translate(pattern, alternative, double_star) for alternative in alternatives]
     source = sources[0] if len(sources) == 1 else "(?:" + "|".join(sources) + ")"
     prefix = os.path.commonprefix([literal_prefix(a) for a in alternatives])
     return Glob(pattern, re.compile(source, re.DOTALL), prefix)
@@ -123,7 +131,7 @@ def literal_prefix(pattern: str) -> str:
     return "".join(out)
 
 
-def _translate(pattern: str, p: str) -> str:
+def _translate(pattern: str, p: str, double_star: DoubleStar = "any") -> str:
     """The regular expression of one brace-free alternative ``p`` of ``pattern``."""
     out: list[str] = []
     i = 0
@@ -137,7 +145,13 @@ def _translate(pattern: str, p: str) -> str:
         elif c == "*":
             if i + 1 < len(p) and p[i + 1] == "*":
                 at_segment_start = i == 0 or p[i - 1] == "/"
-                if at_segment_start and i + 2 < len(p) and p[i + 2] == "/":
+                alone = at_segment_start and (i + 2 == len(p) or p[i + 2] == "/")
+                if double_star == "star" or (double_star == "segment" and not alone):
+                    out.append("[^/]*")  # a single '*'
+                    i += 2
+                    while i < len(p) and p[i] == "*":
+                        i += 1
+                elif at_segment_start and i + 2 < len(p) and p[i + 2] == "/":
                     out.append("(?:.*/)?")
                     i += 3
                 else:

@@ -7,6 +7,8 @@ profile key (``page_latency``), see :mod:`bulkmover.emulator.knobs`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -32,4 +34,11 @@ class GcsRealism(BaseModel):
         ge=0,
         le=1,
         description="fraction of API requests answered 503 backendError before any effect",
+    )
+    match_glob_double_star: Literal["any", "segment", "star"] = Field(
+        "any",
+        description="how matchGlob reads '**' not alone in a path segment (a/**.dcm), which "
+        "Google's documentation does not settle: any characters, '/' included (any); a single "
+        "'*' unless alone in its segment, as gcloud-style wildcards read dir** (segment); "
+        "a single '*' everywhere, as a glob without globstar (star)",
     )
