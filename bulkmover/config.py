@@ -193,11 +193,40 @@ class RunConfig(_Section):
     when no API call has succeeded for this long."""
 
 
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
+# A project ID (6-30 of a-z, 0-9, -), optionally domain-scoped (example.com:my-project).
+_PROJECT_ID = re.compile(r"([a-z0-9][a-z0-9.\-]*[a-z0-9]:)?[a-z][a-z0-9\-]{4,28}[a-z0-9]")
+
+
+def _service_account_email(value: object) -> object:
+    if isinstance(value, str) and not _EMAIL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a service-account e-mail; write it like"
+            " mover@PROJECT.iam.gserviceaccount.com"
+        )
+    return value
+
+
+def _project_id(value: object) -> object:
+    if isinstance(value, str) and not _PROJECT_ID.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a project ID (6-30 lowercase letters, digits and hyphens,"
+            " starting with a letter); write the project ID, not its name or number"
+        )
+    return value
+
+
 class CredentialsConfig(_Section):
-    """Google credentials: application default (ADC), a service-account key, or none."""
+    """Google credentials for every API a job calls (one credential): application default
+    (ADC), a service-account key, or none; optionally impersonating a service account and
+    billed to a quota project."""
 
     kind: Literal["adc", "service_account", "anonymous"] = "adc"
     key_file: FilePath | None = None
+    impersonate: Annotated[str | None, BeforeValidator(_service_account_email)] = None
+    """A service account to act as (its tokens come from the IAM Credentials API)."""
+    quota_project: Annotated[str | None, BeforeValidator(_project_id)] = None
+    """The project billed for API quota, sent as ``x-goog-user-project``."""
 
     @model_validator(mode="after")
     def _key_only_for_service_accounts(self) -> CredentialsConfig:
@@ -206,6 +235,12 @@ class CredentialsConfig(_Section):
             raise ValueError(
                 f"key_file is read only with kind: service_account (kind is {self.kind});"
                 " remove key_file or set kind: service_account"
+            )
+        if self.kind == "anonymous" and (self.impersonate or self.quota_project):
+            given = "impersonate" if self.impersonate else "quota_project"
+            raise ValueError(
+                f"{given} needs Google credentials (kind is anonymous); set kind: adc or"
+                f" service_account, or remove {given}"
             )
         return self
 

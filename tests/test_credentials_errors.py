@@ -6,9 +6,11 @@ Healthcare API's credentials first. No line quotes the key file: it holds secret
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -149,10 +151,34 @@ def test_a_bad_key_file_is_one_line_naming_it_and_quoting_no_secret(
     assert [s for s in SECRETS if s in result.stderr + result.stdout] == []
 
 
+class _TokenHandler(http.server.BaseHTTPRequestHandler):
+    """A token endpoint answering any grant with one access token."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"access_token": "tok-1", "expires_in": 3600, "token_type": "Bearer"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_a_good_key_file_still_plans_against_the_emulator(
     planned: tuple[str, bytes], tmp_path: Path
 ) -> None:
-    config, _ = job(tmp_path, planned, service_account())
-    result = bulkmover("plan", str(config), "--replan", "--json")
+    """An emulator endpoint does not make the requests anonymous: the key's token is fetched
+    (from its token_uri) and sent."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        token_uri = f"http://127.0.0.1:{server.server_address[1]}/token"
+        config, _ = job(tmp_path, planned, service_account(token_uri=token_uri))
+        result = bulkmover("plan", str(config), "--replan", "--json")
+    finally:
+        server.shutdown()
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["totals"]["objects"] == 3

@@ -8,7 +8,11 @@ retried with exponential backoff and full jitter, honouring ``Retry-After``; eve
 becomes an ``ApiError`` whose message says what to fix.
 
 The endpoint is ``storage.endpoint`` from the config, else ``STORAGE_EMULATOR_HOST``, else the
-real service (with Google credentials). Emulator endpoints get no token.
+real service. Credentials are the job's one credential (``bulkmover.healthcare.auth``): the same
+token, and the same ``x-goog-user-project``, as the Healthcare client's. We send those headers
+ourselves on every call, so gcloud-aio never looks for credentials of its own; only
+``credentials.kind: anonymous`` sends none (an endpoint alone does not: a proxy or a private
+endpoint still wants a token).
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aiohttp
+from gcloud.aio.auth import Token
 from gcloud.aio.storage import Storage
 
-from bulkmover.errors import ApiError, ConfigError
+from bulkmover.errors import ApiError
+from bulkmover.healthcare.failures import asks_for_quota_project, quota_project_fix
 from bulkmover.retry import (
     CLOUD_STORAGE,
     Decision,
@@ -37,6 +42,7 @@ from bulkmover.retry import (
 
 if TYPE_CHECKING:
     from bulkmover.config import Config
+    from bulkmover.healthcare.auth import Credentials
 
 REAL_ENDPOINT = "https://storage.googleapis.com"
 REQUEST_TIMEOUT = 120.0
@@ -51,8 +57,23 @@ class RequestCounters:
     retries: int = 0
 
 
+class _NoToken:
+    """Stands in for gcloud-aio's ``Token``, which would look for credentials of its own (and
+    read GOOGLE_APPLICATION_CREDENTIALS) when built: ours go in each call's headers."""
+
+    async def get(self) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        pass
+
+
 class StorageClient:
-    """``async with StorageClient(...) as c: page = await c.list_page(bucket, params)``."""
+    """``async with StorageClient(...) as c: page = await c.list_page(bucket, params)``.
+
+    ``credentials`` (default: none) or ``credentials_from`` (awaited on entry, e.g. the job's
+    shared credential) give every request its ``Authorization`` and ``x-goog-user-project``.
+    """
 
     def __init__(
         self,
@@ -60,41 +81,43 @@ class StorageClient:
         endpoint: str | None = None,
         concurrency: int = 128,
         policy: RetryPolicy | None = None,
-        key_file: Path | None = None,
-        anonymous: bool = False,
+        credentials: Credentials | None = None,
+        credentials_from: Callable[[], Awaitable[Credentials]] | None = None,
     ) -> None:
         self.endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST") or None
         if self.endpoint and not self.endpoint.startswith("http"):
             self.endpoint = "http://" + self.endpoint
         self.concurrency = concurrency
         self.policy = policy or RetryPolicy(max_attempts=8, base_delay=0.25, max_delay=8.0)
-        self.key_file = key_file
-        self.anonymous = anonymous or self.endpoint is not None
+        self.credentials = credentials
+        self._credentials_from = credentials_from
         self.counters = RequestCounters()
         self._session: aiohttp.ClientSession | None = None
         self._storage: Storage | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.credentials is None or self.credentials.anonymous
 
     @property
     def where(self) -> str:
         return self.endpoint or REAL_ENDPOINT
 
     async def __aenter__(self) -> StorageClient:
+        if self.credentials is None and self._credentials_from is not None:
+            # Before any session opens: a bad key file is a ConfigError with nothing to close.
+            self.credentials = await self._credentials_from()
         connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         )
-        try:
-            self._storage = Storage(
-                session=self._session,  # type: ignore[arg-type]
-                api_root=self.endpoint,
-                api_is_dev=self.anonymous,
-                service_file=str(self.key_file) if self.key_file else None,
-            )
-        except BaseException:
-            # gcloud-aio reads the key file here: never leave the session unclosed behind it.
-            await self._session.close()
-            self._session = None
-            raise
+        # api_is_dev only stops gcloud-aio adding headers: TLS is checked by our session.
+        self._storage = Storage(
+            session=self._session,  # type: ignore[arg-type]
+            api_root=self.endpoint or REAL_ENDPOINT,
+            api_is_dev=True,
+            token=cast(Token, _NoToken()),
+        )
         return self
 
     async def __aexit__(
@@ -110,9 +133,9 @@ class StorageClient:
     async def list_page(self, bucket: str, params: dict[str, str]) -> dict[str, Any]:
         """One ``objects.list`` page, retried; ApiError when it cannot be had."""
 
-        async def call(storage: Storage) -> dict[str, Any]:
+        async def call(storage: Storage, headers: dict[str, str]) -> dict[str, Any]:
             return await storage.list_objects(
-                bucket, params=dict(params), timeout=int(REQUEST_TIMEOUT)
+                bucket, params=dict(params), headers=headers, timeout=int(REQUEST_TIMEOUT)
             )
 
         return await self._retrying(f"gs://{bucket}", "list", bucket, call)
@@ -128,12 +151,12 @@ class StorageClient:
             raise ValueError(f"empty or negative byte range [{start}, {end})")
         uri = f"gs://{bucket}/{name}"
 
-        async def call(storage: Storage) -> bytes:
+        async def call(storage: Storage, headers: dict[str, str]) -> bytes:
             try:
                 return await storage.download(
                     bucket,
                     name,
-                    headers={"Range": f"bytes={start}-{end - 1}"},
+                    headers={**headers, "Range": f"bytes={start}-{end - 1}"},
                     timeout=int(REQUEST_TIMEOUT),
                 )
             except aiohttp.ClientResponseError as err:
@@ -147,16 +170,20 @@ class StorageClient:
     async def download(self, bucket: str, name: str) -> bytes:
         """The whole object (a media download), retried; ApiError (404 when missing)."""
 
-        async def call(storage: Storage) -> bytes:
-            return await storage.download(bucket, name, timeout=int(REQUEST_TIMEOUT))
+        async def call(storage: Storage, headers: dict[str, str]) -> bytes:
+            return await storage.download(
+                bucket, name, headers=headers, timeout=int(REQUEST_TIMEOUT)
+            )
 
         return await self._retrying(f"gs://{bucket}/{name}", "read", bucket, call)
 
     async def stat(self, bucket: str, name: str) -> ObjectStat | None:
         """Size and generation of an object (its metadata), or None when it does not exist."""
 
-        async def call(storage: Storage) -> dict[str, Any]:
-            return await storage.download_metadata(bucket, name, timeout=int(REQUEST_TIMEOUT))
+        async def call(storage: Storage, headers: dict[str, str]) -> dict[str, Any]:
+            return await storage.download_metadata(
+                bucket, name, headers=headers, timeout=int(REQUEST_TIMEOUT)
+            )
 
         try:
             meta = await self._retrying(f"gs://{bucket}/{name}", "read", bucket, call)
@@ -174,15 +201,29 @@ class StorageClient:
             ) from None
 
     async def _retrying(
-        self, uri: str, verb: str, bucket: str, call: Callable[[Storage], Awaitable[T]]
+        self,
+        uri: str,
+        verb: str,
+        bucket: str,
+        call: Callable[[Storage, dict[str, str]], Awaitable[T]],
     ) -> T:
         """``call`` with our retries; ApiError saying what to fix when it cannot succeed."""
         storage = self._storage
         assert storage is not None, "use StorageClient as an async context manager"
+        credentials = self.credentials
+        reauthenticated = False
 
         async def attempt(number: int) -> tuple[Outcome, T | BaseException]:
+            nonlocal reauthenticated
             self.counters.requests += 1
-            return await _once(storage, uri, verb, call)
+            headers = await credentials.headers() if credentials is not None else {}
+            outcome, answer = await _once(storage, uri, verb, call, headers)
+            if outcome.status == 401 and credentials is not None and not credentials.anonymous:
+                if not reauthenticated:  # a token revoked or expired early: one fresh try
+                    reauthenticated = True
+                    credentials.invalidate()
+                    outcome = replace(outcome, auth_retry=True)
+            return outcome, answer
 
         last = await send_with_retries(attempt, self.policy, CLOUD_STORAGE, observe=self._count)
         answer = last.detail
@@ -218,6 +259,10 @@ class StorageClient:
             )
         elif status == 404:
             message = f"{uri} not found at {self.where} (404: {detail})"
+        elif status == 403 and asks_for_quota_project(detail):
+            message = (
+                f"no usable quota project to {verb} {uri} (403: {detail}); {quota_project_fix()}"
+            )
         elif status == 403:
             message = (
                 f"permission denied {'listing' if listing else 'reading'} {uri} (403: {detail});"
@@ -225,9 +270,12 @@ class StorageClient:
                 " credentials"
             )
         elif status == 401:
-            message = (
-                f"not authenticated to {verb} {uri} (401: {detail}); run `gcloud auth"
-                " application-default login` or set credentials.key_file in the config"
+            message = f"not authenticated to {verb} {uri} (401: {detail}); " + (
+                "the endpoint requires credentials: set credentials to adc or"
+                " service_account in the config"
+                if self.anonymous
+                else "run `gcloud auth application-default login` or check"
+                " credentials.key_file in the config"
             )
         else:
             message = f"Cloud Storage refused to {verb} {uri} ({status}: {detail})"
@@ -244,22 +292,20 @@ class ObjectStat:
 
 
 async def _once(
-    storage: Storage, uri: str, verb: str, call: Callable[[Storage], Awaitable[T]]
+    storage: Storage,
+    uri: str,
+    verb: str,
+    call: Callable[[Storage, dict[str, str]], Awaitable[T]],
+    headers: dict[str, str],
 ) -> tuple[Outcome, T | BaseException]:
     """One call: its answer, or the error with the outcome retries are decided on."""
     try:
-        answer = await call(storage)
+        answer = await call(storage, dict(headers))
     except aiohttp.ClientResponseError as err:
         retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
         return Outcome(err.status, retry_after=retry_after), err
     except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
         return Outcome(None, connected=not isinstance(err, aiohttp.ClientConnectorError)), err
-    except Exception as err:  # credentials: gcloud-aio-auth raises assorted errors
-        raise ApiError(
-            f"could not {verb} {uri} ({type(err).__name__}: {_first_line(err)});"
-            " check Google credentials (gcloud auth application-default login, or"
-            " credentials.key_file in the config)"
-        ) from None
     return Outcome(200), answer
 
 
@@ -288,27 +334,28 @@ def _first_line(value: object) -> str:
     return lines[0] if lines else ""
 
 
-def storage_client(config: Config, concurrency: int) -> StorageClient:
+def storage_client(
+    config: Config, concurrency: int, credentials: Credentials | None = None
+) -> StorageClient:
     """A job's Cloud Storage client, as every command builds it: the config's endpoint, retry
-    attempts and credentials (the planner's listing, the run's probes, ``verify``).
+    attempts and the job's one credential (``credentials``, else the one
+    ``credentials_for(config.credentials)`` shares on this event loop with the Healthcare
+    client), for the planner's listing, the run's per-file stage and ``verify``.
 
-    A service-account key file is checked here, before any session is opened: gcloud-aio
-    would raise a bare FileNotFoundError or KeyError from inside ``__aenter__``.
+    The credential is loaded on entry, before any session opens: a bad key file is one
+    ConfigError with nothing left unclosed.
     """
     settings = config.storage
-    key_file = None
-    if config.credentials.kind == "service_account":
-        from bulkmover.healthcare.auth import service_account_key  # google-auth: only if needed
 
-        key_file = config.credentials.key_file
-        if key_file is None:
-            raise ConfigError("credentials: service_account needs key_file (path to a JSON key)")
-        service_account_key(key_file)
+    async def shared() -> Credentials:
+        from bulkmover.healthcare.auth import credentials_for  # google-auth: only when entered
+
+        return await credentials_for(config.credentials)
+
     return StorageClient(
         endpoint=settings.endpoint,
         concurrency=concurrency,
         policy=RetryPolicy(max_attempts=settings.max_attempts, base_delay=0.25, max_delay=8.0),
-        # The key only for kind service_account, as the Healthcare client does (adc: ADC).
-        key_file=key_file,
-        anonymous=config.credentials.kind == "anonymous",
+        credentials=credentials,
+        credentials_from=None if credentials is not None else shared,
     )

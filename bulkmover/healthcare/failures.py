@@ -8,6 +8,7 @@ refused connection the endpoint.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,11 @@ from bulkmover.healthcare.stats import Family
 from bulkmover.retry import HEALTHCARE
 
 DEFAULT_NOT_FOUND_HINT = "check the project, location, dataset and store names in the config"
+QUOTA_PROJECT_HINT = (
+    "set credentials.quota_project: PROJECT in the config (or `gcloud auth application-default"
+    " set-quota-project PROJECT`)"
+)
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class ServerError:
 
     message: str
     reason: str | None
+    error_info: tuple[str, ...] = ()
+    """The ``reason`` of each ``google.rpc.ErrorInfo`` in ``details`` (a contract; the
+    message text is not)."""
 
     @classmethod
     def parse(cls, body: bytes) -> ServerError:
@@ -70,10 +79,43 @@ class ServerError:
         if isinstance(error, dict):
             message = str(error.get("message") or "no error details")
             status = error.get("status")
-            return cls(one_line(message), str(status) if status else None)
+            details = error.get("details")
+            infos = tuple(
+                str(d["reason"])
+                for d in (details if isinstance(details, list) else [])
+                if isinstance(d, dict) and d.get("@type") == ERROR_INFO and d.get("reason")
+            )
+            return cls(one_line(message), str(status) if status else None, infos)
         if isinstance(error, str):  # OAuth-style {"error": "invalid_token"}
             return cls(one_line(str(data.get("error_description") or error)), error)
         return cls(one_line(body.decode("utf-8", "replace")), None)
+
+
+# The last two are the Cloud SDK's own projects: ADC user credentials without a quota project
+# are billed there, and the API answers that it "has not been used in project 764086051850".
+_ASKS_FOR_QUOTA_PROJECT = re.compile(
+    r"quota project|x-goog-user-project|user[_ ]?project|project (764086051850|32555940559)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_quota_project(message: str, error_info: tuple[str, ...] = ()) -> bool:
+    """Whether a 403 is about the quota project, not a role: ADC user credentials without one
+    ("... API requires a quota project, which is not set by default"), or a quota project the
+    caller may not use (ErrorInfo ``USER_PROJECT_DENIED``)."""
+    if "USER_PROJECT_DENIED" in error_info:
+        return True
+    return bool(_ASKS_FOR_QUOTA_PROJECT.search(message))
+
+
+def quota_project_fix(error_info: tuple[str, ...] = ()) -> str:
+    """The fix for a 403 ``asks_for_quota_project`` recognised."""
+    if "USER_PROJECT_DENIED" in error_info:
+        return (
+            f"{QUOTA_PROJECT_HINT}, naming a project where the caller has"
+            " roles/serviceusage.serviceUsageConsumer"
+        )
+    return QUOTA_PROJECT_HINT
 
 
 def error_from_response(
@@ -100,6 +142,10 @@ def error_from_response(
             " check the service-account key file"
         )
         message = f"{call.what}: not authenticated {said}; {fix}"
+    elif status == 403 and asks_for_quota_project(server.message, server.error_info):
+        message = (
+            f"{call.what}: no usable quota project {said}; {quota_project_fix(server.error_info)}"
+        )
     elif status == 403:
         message = (
             f"{call.what}: permission denied {said}; grant the caller {call.permission}"
