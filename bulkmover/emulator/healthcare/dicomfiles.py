@@ -406,3 +406,33 @@ def metadata_json(path: str, bulk_uri: str) -> dict[str, Any]:
         bulk_data_threshold=1024, bulk_data_element_handler=bulk
     )
     return result
+
+
+@_quiet
+def bulk_value(path: str, tag_path: str) -> bytes | None:
+    """The bytes of the element a BulkDataURI names (``.../bulkdata/7FE00010``), or None.
+
+    :func:`metadata_json` names an element by its tag alone, also inside sequences, so the
+    first element with that tag (depth first) is the one.
+    """
+    try:
+        tag = int(tag_path.rsplit("/", 1)[-1], 16)
+    except ValueError:
+        return None
+    ds = _load(Path(path))
+
+    def find(dataset: Dataset) -> bytes | None:
+        for elem in dataset:
+            if elem.tag == tag:
+                value = elem.value
+                if isinstance(value, bytes):
+                    return value
+                return str(value).encode() if value is not None else b""
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    found = find(item)
+                    if found is not None:
+                        return found
+        return None
+
+    return find(ds)

@@ -31,6 +31,21 @@ UID_COLUMNS = {
 }
 DATE_KEYS = {"StudyDate", "PatientBirthDate"}
 RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
+# Google's standard query parameters, accepted by every method of the API (the discovery
+# client always sends ``alt=json``); they are never search keys.
+SYSTEM_PARAMETERS = {
+    "$.xgafv",
+    "access_token",
+    "alt",
+    "callback",
+    "fields",
+    "key",
+    "oauth_token",
+    "prettyPrint",
+    "quotaUser",
+    "upload_protocol",
+    "uploadType",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,8 @@ class Query:
     limit: int
     offset: int
     in_study: bool = False  # the search is within one study
+    include: frozenset[str] = frozenset()  # includefield keywords beyond the level's defaults
+    include_all: bool = False  # includefield=all: every attribute the index keeps
 
 
 def _keyword(key: str) -> str:
@@ -75,7 +92,7 @@ def build_query(
         where.append("series = ?")
         params.append(series)
     for key, raw in query.items():
-        if key in RESERVED:
+        if key in RESERVED or key in SYSTEM_PARAMETERS:
             continue
         keyword = _keyword(key)
         if keyword in UID_COLUMNS:
@@ -123,7 +140,38 @@ def build_query(
     offset = _int_param(query, "offset", 0)
     if limit == 0 or limit > MAX_LIMIT[level]:
         limit = MAX_LIMIT[level] if limit else DEFAULT_LIMIT
-    return Query(level, " AND ".join(where), params, limit, offset, in_study=study is not None)
+    include = _include_fields(query.getall("includefield", []))
+    return Query(
+        level,
+        " AND ".join(where),
+        params,
+        limit,
+        offset,
+        in_study=study is not None,
+        include=frozenset(include - {"all"}),
+        include_all="all" in include,
+    )
+
+
+def _include_fields(raw_values: list[str]) -> set[str]:
+    """The keywords ``includefield`` names (by keyword or tag, repeated or comma-separated)."""
+    keywords: set[str] = set()
+    for raw in raw_values:
+        for item in raw.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if item.lower() == "all":
+                keywords.add("all")
+                continue
+            keyword = _keyword(item)
+            if tag_for_keyword(keyword) is None:
+                raise invalid(
+                    f"invalid includefield {item!r}: give a DICOM keyword (PatientName), a tag "
+                    "(00100010) or all"
+                )
+            keywords.add(keyword)
+    return keywords
 
 
 def _check_level(keyword: str, key_level: str, level: Level) -> None:
@@ -202,6 +250,7 @@ def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any
                 "SOPClassUID": inst["sop_class"],
             }
             result = _dicom_json(attrs, "instance")
+        result |= _included(attrs, q)
         results.append(dict(sorted(result.items())))
     return results, more
 
@@ -215,6 +264,23 @@ def _dicom_json(attrs: dict[str, Any], level: Level) -> dict[str, Any]:
         element = dicom_json_element(keyword, value)
         if element is not None:
             out[f"{tag_for_keyword(keyword):08X}"] = element
+    return out
+
+
+def _included(attrs: dict[str, Any], q: Query) -> dict[str, Any]:
+    """The attributes ``includefield`` adds: those the index keeps for the (first) instance.
+
+    An attribute the index does not keep is left out, as the API leaves out one an instance
+    lacks.
+    """
+    out: dict[str, Any] = {}
+    for keyword, value in attrs.items():
+        if keyword in UID_COLUMNS and keyword != "StudyInstanceUID":
+            continue  # lower-level UIDs stay out of higher-level results
+        if q.include_all or keyword in q.include:
+            element = dicom_json_element(keyword, value)
+            if element is not None:
+                out[f"{tag_for_keyword(keyword):08X}"] = element
     return out
 
 

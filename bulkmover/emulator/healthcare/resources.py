@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from typing import Any
@@ -124,6 +125,27 @@ async def list_datasets(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def delete_dataset(request: web.Request) -> web.Response:
+    """datasets.delete: the dataset and every DICOM store in it (their running operations end
+    with an error, as when a store is deleted)."""
+    svc = service_of(request)
+    name = dataset_name(request)
+    svc.require_dataset(name)
+    stores = svc.db.stores(name, "", 1 << 30)
+    for store in stores:
+        svc.engine.abort_store(store.id, f"dataset {name.path} was deleted")
+        svc.db.delete_store(store.id)
+    svc.db.conn.execute(
+        "DELETE FROM datasets WHERE project=? AND location=? AND dataset=?",
+        (name.project, name.location, name.dataset),
+    )
+    svc.db.commit()
+    for store in stores:
+        svc.engine.forget_store_dirs(store.id)
+        shutil.rmtree(svc.db.store_dir(store.id), ignore_errors=True)
+    return json_response({})
+
+
 # -- DICOM stores ---------------------------------------------------------------------------------
 async def create_store(request: web.Request) -> web.Response:
     svc = service_of(request)
@@ -160,6 +182,50 @@ async def list_stores(request: web.Request) -> web.Response:
     if len(stores) > size:
         body["nextPageToken"] = encode_token(stores[size - 1].name.store)
     return json_response(body)
+
+
+PATCHABLE_STORE_FIELDS = ("labels", "notificationConfig", "notificationConfigs", "streamConfigs")
+
+
+async def patch_store(request: web.Request) -> web.Response:
+    """dicomStores.patch: the fields ``updateMask`` names take the body's values (a field the
+    body leaves out is cleared), as a FieldMask update does."""
+    svc = service_of(request)
+    body = await read_json(request, STORE_FIELDS)
+    store = svc.require_store(store_name(request))
+    raw_mask = request.query.get("updateMask", "")
+    paths = [p.strip() for p in raw_mask.split(",") if p.strip()]
+    if not paths:
+        raise invalid(
+            "updateMask is required: name the fields to change, e.g. updateMask=labels "
+            f"(updatable: {', '.join(PATCHABLE_STORE_FIELDS)})"
+        )
+    config = dict(store.config)
+    for path in paths:
+        field, _, key = path.partition(".")
+        if field not in PATCHABLE_STORE_FIELDS or (key and field != "labels"):
+            raise invalid(
+                f"invalid updateMask path {path!r}: updatable fields are "
+                + ", ".join(PATCHABLE_STORE_FIELDS)
+            )
+        if key:  # labels.KEY: one label
+            labels = dict(config.get("labels", {}))
+            value = body.get("labels", {}).get(key)
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+            config["labels"] = labels
+        elif body.get(field) in (None, {}, []):
+            config.pop(field, None)
+        else:
+            config[field] = body[field]
+    if not config.get("labels"):
+        config.pop("labels", None)
+    svc.db.conn.execute("UPDATE stores SET config=? WHERE id=?", (json.dumps(config), store.id))
+    updated = svc.db.store_by_id(store.id)
+    assert updated is not None
+    return json_response(store_json(updated))
 
 
 async def delete_store(request: web.Request) -> web.Response:
