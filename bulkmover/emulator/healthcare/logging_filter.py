@@ -96,7 +96,7 @@ MATCH_ALL = And(())
 # -- values: instants and severities ----------------------------------------------------------
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9})\d*)?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
 )
 
 
@@ -104,7 +104,13 @@ _RFC3339 = re.compile(
 def instant_nanos(text: str) -> int | None:
     """Nanoseconds since the epoch of an RFC 3339 time (any offset, 0-9 fraction digits).
 
+    The offset may lack its colon (``+0000``): google-cloud-logging's ``list_entries`` adds
+    such a ``timestamp>=`` bound (the last 24 hours) to a filter that has none, and Logging
+    takes it.
+
     >>> instant_nanos("2026-01-01T01:00:00.5+01:00") == instant_nanos("2026-01-01T00:00:00.500Z")
+    True
+    >>> instant_nanos("2026-01-01T00:00:00.5+0000") == instant_nanos("2026-01-01T00:00:00.500Z")
     True
     """
     m = _RFC3339.fullmatch(text.strip())
