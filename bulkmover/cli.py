@@ -135,8 +135,19 @@ def plan(config: str, as_json: bool, replan: bool) -> None:
 @click.option(
     "--create-store", is_flag=True, help="Create the dataset and DICOM store when missing."
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan if needed, then print the import starts it would send (method, URL, body), how"
+    " many, and the limits; send none.",
+)
 def run(
-    config: str, as_json: bool, retry_failed: bool, error_code: int | None, create_store: bool
+    config: str,
+    as_json: bool,
+    retry_failed: bool,
+    error_code: int | None,
+    create_store: bool,
+    dry_run: bool,
 ) -> None:
     """Run every pending shard as an import operation, with a live board; resumable.
 
@@ -151,6 +162,7 @@ def run(
       bulkmover run configs/demo.yaml --create-store
       bulkmover status configs/demo.yaml --watch     # from a second terminal
       bulkmover run configs/demo.yaml --retry-failed --error-code 3
+      bulkmover run configs/demo.yaml --dry-run --json | jq '.starts[].body'
     """
     from pathlib import Path
 
@@ -163,6 +175,7 @@ def run(
             retry_failed=retry_failed,
             create_store=create_store,
             error_code=error_code,
+            dry_run=dry_run,
         )
     )
 

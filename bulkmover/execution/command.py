@@ -32,10 +32,13 @@ def run_command(
     retry_failed: bool = False,
     create_store: bool = False,
     error_code: int | None = None,
+    dry_run: bool = False,
 ) -> int:
     config = load_config(config_path)
     if error_code is not None and not retry_failed:
         raise UsageError("--error-code only applies with --retry-failed; add --retry-failed")
+    if dry_run:
+        return _dry_run(config, as_json=as_json, retry_failed=retry_failed)
     if retry_failed and not config.state.exists() and error_code is not None:
         raise StateError(f"state file {config.state} not found; nothing has failed yet")
     # One hold of the writer lock across the retry's preparation and the run it feeds.
@@ -52,6 +55,21 @@ def run_command(
     if result.interrupted:
         return 130
     return 0 if result.ok else 1
+
+
+def _dry_run(config: Config, *, as_json: bool, retry_failed: bool) -> int:
+    """``run --dry-run``: the starts a run would send, sent nowhere (``execution.dryrun``)."""
+    from bulkmover.execution.dryrun import dry_run, print_dry_run
+
+    if retry_failed:
+        raise UsageError("--dry-run does not apply to --retry-failed; drop one of them")
+    report = dry_run(config)
+    if as_json:
+        json.dump(report.as_json(), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_dry_run(report, Console())
+    return 0
 
 
 async def _prepare_retry(config: Config, error_code: int | None) -> RetryPlan:
