@@ -14,11 +14,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import google.auth.iam
 import google.auth.impersonated_credentials
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cloudkit import EmulatorPair, fill_bucket
 
 sys.path.insert(0, str(Path(__file__).parent / "healthcare"))
 from hc_scripted import (  # noqa: E402  (tests/healthcare holds the scripted servers)
@@ -45,6 +47,7 @@ from bulkmover.healthcare.auth import (  # noqa: E402
 from bulkmover.healthcare.calls import GET_DICOM_STORE  # noqa: E402
 from bulkmover.healthcare.client import HealthcareClient  # noqa: E402
 from bulkmover.healthcare.failures import error_from_response  # noqa: E402
+from bulkmover.planning.plan import plan_async  # noqa: E402
 
 SA = "mover@p.iam.gserviceaccount.com"
 TARGET_SA = "importer@hospital-prod.iam.gserviceaccount.com"
@@ -340,3 +343,80 @@ def test_bad_credential_settings_are_one_line(tmp_path: Path, credentials: str, 
     with pytest.raises(ConfigError, match=says) as caught:
         job(tmp_path, "http://h:1", "http://g:1", credentials)
     assert "job.yaml:4:" in str(caught.value)
+
+
+class RecordingProxy:
+    """Forwards every request to ``upstream`` (one of the real emulators), keeping its headers:
+    what reached the emulator, without the emulator having to record anything."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.seen: list[dict[str, str]] = []
+        self.url = ""
+        self._server: TestServer | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(dict(request.headers))
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as answer:
+            body = await answer.read()
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            return web.Response(status=answer.status, body=body, headers=kept)
+
+    async def __aenter__(self) -> RecordingProxy:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application(client_max_size=2**30)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._server = TestServer(app, host="127.0.0.1")
+        await self._server.start_server()
+        self.url = f"http://127.0.0.1:{self._server.port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None and self._session is not None
+        await self._server.close()
+        await self._session.close()
+
+
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+async def test_the_same_token_and_quota_project_reach_both_emulators(
+    tmp_path: Path, token_endpoint: TokenEndpoint
+) -> None:
+    """The real emulators (the Healthcare one requiring a bearer token) behind recording
+    proxies: planning lists Cloud Storage, then the Healthcare client creates the store and
+    reads its metrics, all with the one token and the quota project."""
+    cloud = EmulatorPair(tmp_path / "cloud", "--require-auth")
+    try:
+        fill_bucket(cloud.gcs.url, "pacs-dump", {f"site/{i}.dcm": b"x" for i in range(3)})
+        async with RecordingProxy(cloud.gcs.url) as gcs, RecordingProxy(cloud.hc.url) as hc:
+            key = write_key(tmp_path, token_endpoint.url)
+            config = job(
+                tmp_path,
+                hc.url,
+                gcs.url,
+                f"{{kind: service_account, key_file: '{key}', quota_project: billing-proj}}",
+            )
+            config = config.model_copy(update={"state": tmp_path / "state.db"})
+            outcome = await plan_async(config)
+            assert outcome.totals.objects == 3
+            creds = await credentials_for(config.credentials)
+            async with HealthcareClient(endpoint=hc.url, credentials=creds) as client:
+                await client.ensure_dicom_store(config.target.store_path)
+                metrics = await client.get_dicom_store_metrics(config.target.store_path)
+            assert metrics.instance_count == 0
+    finally:
+        cloud.stop()
+    assert token_endpoint.issued == 1
+    for proxy in (gcs, hc):
+        assert proxy.seen  # each API was called
+        sent = {(h.get("Authorization"), h.get("x-goog-user-project")) for h in proxy.seen}
+        assert sent == {("Bearer tok-1", "billing-proj")}
