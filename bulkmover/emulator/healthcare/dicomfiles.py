@@ -436,3 +436,16 @@ def bulk_value(path: str, tag_path: str) -> bytes | None:
         return None
 
     return find(ds)
+
+
+@_quiet
+def attributes_json(path: str, keywords: list[str]) -> dict[str, Any]:
+    """DICOM JSON of the top-level attributes ``keywords`` that the instance has (QIDO
+    ``includefield`` of attributes the index does not keep)."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    picked = Dataset()
+    for keyword in keywords:
+        if keyword in ds:
+            picked.add(ds[keyword])
+    result: dict[str, Any] = picked.to_json_dict(bulk_data_threshold=1 << 20)
+    return result

@@ -14,6 +14,7 @@ from bulkmover.emulator.healthcare.db import InstanceRow, StoreRow
 from bulkmover.emulator.healthcare.dicomfiles import (
     DicomFailure,
     RenderError,
+    attributes_json,
     bulk_value,
     metadata_json,
     render,
@@ -66,7 +67,12 @@ def _search(level: Level) -> Callable[[web.Request], Awaitable[web.Response]]:
         store = svc.require_store(store_name(request))
         study, series, _ = _uids(request)
         query = build_query(level, study, series, request.query)
-        results, more = run_query(svc.db, store.id, query)
+        results, more, blobs = run_query(svc.db, store.id, query)
+        if query.from_files:
+            keywords = sorted(query.from_files)
+            for index, blob in enumerate(blobs):
+                extra = await svc.cpu.run(attributes_json, str(svc.db.data_dir / blob), keywords)
+                results[index] = dict(sorted({**results[index], **extra}.items()))
         headers = None
         if more:
             headers = {

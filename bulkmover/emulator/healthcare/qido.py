@@ -30,6 +30,13 @@ UID_COLUMNS = {
     "SOPClassUID": ("sop_class", "instance"),
 }
 DATE_KEYS = {"StudyDate", "PatientBirthDate"}
+COMPUTED = {
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "NumberOfSeriesRelatedInstances",
+}
+INDEXED = {*QIDO_ATTRIBUTES, *UID_COLUMNS, *COMPUTED, "SpecificCharacterSet"}
 RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
 # Google's standard query parameters, accepted by every method of the API (the discovery
 # client always sends ``alt=json``); they are never search keys.
@@ -58,6 +65,11 @@ class Query:
     in_study: bool = False  # the search is within one study
     include: frozenset[str] = frozenset()  # includefield keywords beyond the level's defaults
     include_all: bool = False  # includefield=all: every attribute the index keeps
+
+    @property
+    def from_files(self) -> frozenset[str]:
+        """includefield keywords the index does not keep: read from the instances' files."""
+        return frozenset(k for k in self.include if k not in INDEXED)
 
 
 def _keyword(key: str) -> str:
@@ -190,8 +202,11 @@ def _int_param(query: MultiMapping[str], name: str, default: int) -> int:
     return int(raw)
 
 
-def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any]], bool]:
-    """DICOM JSON results of a page, and whether more results follow."""
+def run_query(
+    db: Database, store_id: int, q: Query
+) -> tuple[list[dict[str, Any]], bool, list[str]]:
+    """DICOM JSON results of a page, whether more results follow, and the blob (path under the
+    data dir) of each result's first instance, where attributes outside the index are read."""
     # Within one study, its index finds the rows (the planner would walk the whole store's seq
     # index to avoid a sort of a few rows).
     hint = " INDEXED BY instances_by_study" if q.in_study else ""
@@ -214,7 +229,7 @@ def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any
     more = len(rows) > q.limit
     rows = rows[: q.limit]
     if not rows:
-        return [], more
+        return [], more, []
     firsts = {r["first"]: r for r in rows}
     marks = ",".join("?" * len(firsts))
     details = {
@@ -225,8 +240,10 @@ def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any
         )
     }
     results: list[dict[str, Any]] = []
+    blobs: list[str] = []
     for row in rows:
         inst = details[row["first"]]
+        blobs.append(inst["blob"])
         attrs: dict[str, Any] = json.loads(inst["attrs"])
         attrs["StudyInstanceUID"] = inst["study"]
         if q.level == "study":
@@ -252,7 +269,7 @@ def run_query(db: Database, store_id: int, q: Query) -> tuple[list[dict[str, Any
             result = _dicom_json(attrs, "instance")
         result |= _included(attrs, q)
         results.append(dict(sorted(result.items())))
-    return results, more
+    return results, more, blobs
 
 
 def _dicom_json(attrs: dict[str, Any], level: Level) -> dict[str, Any]:

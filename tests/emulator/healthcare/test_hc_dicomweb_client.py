@@ -29,6 +29,10 @@ async def blocking(fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(fn)
 
 
+def _read(f: CorpusFile) -> pydicom.Dataset:
+    return pydicom.dcmread(pydicom.filebase.DicomBytesIO(f.data))
+
+
 @pytest.fixture(scope="module")
 def files() -> list[CorpusFile]:
     return [f for f in corpus(studies=2, series=2, instances=2, seed=77) if f.valid]
@@ -96,6 +100,15 @@ async def test_includefield_selects_attributes(
         )
     )
     assert "00280010" in rows[0] and "00280011" in rows[0]
+    # Attributes outside the emulator's index come from the instances' files.
+    more = await blocking(
+        lambda: stored.search_for_instances(
+            study_instance_uid=study, fields=["Manufacturer", "00080008"]
+        )
+    )
+    expected = {(f.sop_uid, str(_read(f).Manufacturer)) for f in files if f.study_uid == study}
+    assert {(i["00080018"]["Value"][0], i["00080070"]["Value"][0]) for i in more} == expected
+    assert all(i["00080008"]["Value"] for i in more)
     every = await blocking(
         lambda: stored.search_for_series(study_instance_uid=study, fields=["all"])
     )
