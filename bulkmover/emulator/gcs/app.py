@@ -6,7 +6,7 @@ import random
 
 from aiohttp import web
 
-from bulkmover.emulator.gcs import api, uploads
+from bulkmover.emulator.gcs import api, iam, uploads
 from bulkmover.emulator.gcs.bulk import bulk_load_handler
 from bulkmover.emulator.gcs.middleware import ReadLimiter, error_middleware, realism_middleware
 from bulkmover.emulator.gcs.realism import GcsRealism
@@ -51,6 +51,7 @@ def build_app(store: Store, realism: GcsRealism, seed: int | None = None) -> web
     r.add_delete("/upload/storage/v1/b/{bucket}/o", uploads.cancel_resumable)
     r.add_post("/_emulator/b/{bucket}/bulk", bulk_load_handler)
     r.add_get("/_emulator/health", health)
+    iam.add_routes(app)
 
     async def close_store(_: web.Application) -> None:
         store.close()

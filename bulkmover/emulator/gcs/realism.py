@@ -42,3 +42,17 @@ class GcsRealism(BaseModel):
         "'*' unless alone in its segment, as gcloud-style wildcards read dir** (segment); "
         "a single '*' everywhere, as a glob without globstar (star)",
     )
+    bucket_readers: str = Field(
+        "serviceAccount:service-123456789012@gcp-sa-healthcare.iam.gserviceaccount.com",
+        description="members granted roles/storage.objectViewer in the IAM policy of every "
+        "bucket whose policy was never set, comma separated (default: the Healthcare "
+        "emulator's service agent, for its default project_number; empty: nobody, as on a new "
+        "real bucket)",
+    )
+    deny_permissions: str = Field(
+        "",
+        pattern=r"^(storage\.[a-zA-Z]+\.[a-zA-Z]+(,|$))*$",
+        description="Cloud Storage permissions the caller lacks, comma separated: bucket "
+        "testIamPermissions leaves them out, and getIamPolicy/setIamPolicy answer 403 when "
+        "storage.buckets.getIamPolicy/setIamPolicy is among them (other methods ignore it)",
+    )

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bulkmover.emulator.healthcare import dicomweb, operations_api, resources
+from bulkmover.emulator.healthcare import dicomweb, iam, operations_api, resources
 from bulkmover.emulator.healthcare.cpu import CpuPool
 from bulkmover.emulator.healthcare.db import Database
 from bulkmover.emulator.healthcare.gcsclient import GcsClient
@@ -74,6 +74,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(INSTANCE + "/bulkdata/{path:.+}", dicomweb.retrieve_bulkdata)
     r.add_post("/v2/entries:list", list_entries)
     r.add_get("/_emulator/operations", operations_api.admin_operations)
+    iam.add_routes(r)
 
 
 async def _flusher(svc: Service) -> None:
@@ -100,7 +101,7 @@ def create_app(config: ServerConfig) -> web.Application:
             connector=aiohttp.TCPConnector(limit=64),
         )
         rng = random.Random(config.knobs.seed)
-        gcs = GcsClient(config.gcs_endpoint, session)
+        gcs = GcsClient(config.gcs_endpoint, session, agent=iam.agent_access(config.knobs))
         engine = OperationEngine(db, config.knobs, gcs, cpu, rng)
         svc = Service(
             config, db, gcs, cpu, engine, RequestQuota(config.knobs.requests_per_minute), rng

@@ -11,12 +11,15 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 
 from bulkmover.emulator.healthcare.rpc import Code
+
+if TYPE_CHECKING:
+    from bulkmover.emulator.healthcare.iam import AgentAccess
 
 RETRIABLE = {408, 429, 500, 502, 503, 504}
 ATTEMPTS = 8
@@ -48,9 +51,13 @@ def normalize_endpoint(value: str) -> str:
 class GcsClient:
     """List, download and upload objects; one aiohttp session for the server's lifetime."""
 
-    def __init__(self, endpoint: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, endpoint: str, session: aiohttp.ClientSession, agent: AgentAccess | None = None
+    ) -> None:
         self.endpoint = normalize_endpoint(endpoint)
         self._session = session
+        self.agent = agent
+        """The service agent whose reads are checked against the bucket's IAM policy."""
 
     async def _request(
         self,
@@ -96,7 +103,12 @@ class GcsClient:
         raise AssertionError("unreachable")
 
     async def list_objects(self, bucket: str, prefix: str) -> AsyncIterator[list[GcsObject]]:
-        """Pages of objects whose names start with ``prefix``; only a missing token ends it."""
+        """Pages of objects whose names start with ``prefix``; only a missing token ends it.
+
+        First, as the service agent: PERMISSION_DENIED when the bucket's policy lets it not read.
+        """
+        if self.agent is not None:
+            await self._check_agent(bucket)
         url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"
         token: str | None = None
         while True:
@@ -113,6 +125,20 @@ class GcsClient:
             token = page.get("nextPageToken")
             if not token:
                 return
+
+    async def _check_agent(self, bucket: str) -> None:
+        """The bucket's IAM policy, as Cloud Storage would apply it to the agent's reads; a
+        server without bucket IAM (any answer but 200: fake-gcs-server) leaves reads allowed."""
+        assert self.agent is not None
+        policy: dict[str, Any] | None = None
+        if bucket not in self.agent.denied_buckets:
+            url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/iam"
+            try:
+                policy = _json(await self._request("GET", url, what=f"IAM policy of gs://{bucket}"))
+            except GcsError:
+                policy = None
+        if not self.agent.reads(bucket, policy):
+            raise GcsError(Code.PERMISSION_DENIED, self.agent.refusal(bucket))
 
     async def download(self, bucket: str, name: str) -> bytes:
         url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bulkmover.emulator.healthcare import iam
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, error_response
 from bulkmover.emulator.healthcare.service import Service, service_of
 
@@ -85,6 +86,7 @@ async def _guarded(svc: Service, request: web.Request, handler: Handler) -> web.
             f"Permission denied on resource project {project} (or it may not exist); the caller"
             f" lacks the permissions of method family {name} (injected by --deny).",
         )
+    iam.check_permission(knobs, request)  # --deny-permissions: one IAM permission at a time
     wait = svc.quota.take(project, name)
     if wait is not None:
         raise ApiFailure(

@@ -90,6 +90,25 @@ class HealthcareRealism(BaseModel):
         description="answer 403 PERMISSION_DENIED to these method families, comma separated "
         "(lro_start, operations, dicom_ops, dicomweb, logging): a role that lacks a permission",
     )
+    deny_permissions: str = Field(
+        "",
+        pattern=r"^([a-z]+(\.[a-zA-Z]+)+(,|$))*$",
+        description="IAM permissions the caller lacks, comma separated (such as "
+        "healthcare.dicomStores.import,logging.logEntries.list): testIamPermissions leaves them "
+        "out and the methods that need them answer 403 PERMISSION_DENIED",
+    )
+    project_number: int = Field(
+        123456789012,
+        ge=1,
+        description="the project number of every project (Cloud Resource Manager projects.get on "
+        "this port), so the service agent is service-N@gcp-sa-healthcare.iam.gserviceaccount.com",
+    )
+    agent_denied_buckets: str = Field(
+        "",
+        description="buckets the Healthcare service agent cannot read, comma separated: imports "
+        "from them end PERMISSION_DENIED whatever the bucket's IAM policy says (the agent's reads "
+        "also follow each bucket's policy on the Cloud Storage emulator)",
+    )
     require_auth: bool = Field(
         False, description="answer 401 UNAUTHENTICATED without an 'Authorization: Bearer' header"
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bulkmover.emulator.healthcare import iam
 from bulkmover.emulator.healthcare.filters import parse_filter_file
 from bulkmover.emulator.healthcare.formats import parse_mime_type
 from bulkmover.emulator.healthcare.gcsclient import GcsError
@@ -256,7 +257,7 @@ async def store_metrics(request: web.Request) -> web.Response:
 
 
 async def test_iam_permissions(request: web.Request) -> web.Response:
-    """Every permission asked for is granted: the emulator has no IAM."""
+    """The permissions asked for, less the ``deny_permissions`` knob's (see ``iam``)."""
     svc = service_of(request)
     body = await read_json(request, IAM_FIELDS)
     svc.require_store(store_name(request))
@@ -265,6 +266,7 @@ async def test_iam_permissions(request: web.Request) -> web.Response:
         raise invalid("permissions must be a list of strings such as healthcare.dicomStores.import")
     if any("*" in p for p in permissions):
         raise invalid("permissions with wildcards (such as healthcare.*) are not allowed")
+    permissions = iam.granted(svc.knobs, permissions)
     return json_response({"permissions": permissions} if permissions else {})
 
 
