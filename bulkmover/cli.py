@@ -141,6 +141,11 @@ def plan(config: str, as_json: bool, replan: bool) -> None:
     help="Plan if needed, then print the import starts it would send (method, URL, body), how"
     " many, and the limits; send none.",
 )
+@click.option(
+    "--no-preflight",
+    is_flag=True,
+    help="Skip the checks of `bulkmover doctor` that run before anything is submitted.",
+)
 def run(
     config: str,
     as_json: bool,
@@ -148,6 +153,7 @@ def run(
     error_code: int | None,
     create_store: bool,
     dry_run: bool,
+    no_preflight: bool,
 ) -> None:
     """Run every pending shard as an import operation, with a live board; resumable.
 
@@ -156,6 +162,8 @@ def run(
     when a log is capped, the rest are found (run.resolve_failures), so every file ends
     imported or failed with its reason. Ctrl-C stops submitting and exits once everything is
     recorded; a second Ctrl-C exits at once. Exit code 0 only when every file was imported.
+    First, the checks of `bulkmover doctor` (no canary import): one that fails stops the run
+    before anything is submitted, unless --no-preflight.
 
     \b
     Example:
@@ -176,8 +184,35 @@ def run(
             create_store=create_store,
             error_code=error_code,
             dry_run=dry_run,
+            preflight=not no_preflight,
         )
     )
+
+
+@app.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON on stdout (only).")
+def doctor(config: str, as_json: bool) -> None:
+    """Check that a job can run: identity, store, permissions, bucket, service agent.
+
+    One line per check, ✓ or ✗, and for each ✗ the command that fixes it: which identity the
+    credentials are (and their quota project); the store reachable; the caller's permissions
+    (testIamPermissions on the store, its dataset and the project: import, operations get/list,
+    Logging read, and DICOMweb when run.resolve_failures); the bucket readable and the source
+    non-empty; the Healthcare service agent able to read the bucket (from the bucket's IAM
+    policy; when the policy cannot say, a one-file canary import into the store). Exit code 0
+    when no check fails. `run` makes the same checks first (without the canary).
+
+    \b
+    Example:
+      bulkmover doctor configs/demo.yaml
+      bulkmover doctor configs/demo.yaml --json | jq '.checks[] | select(.ok == false)'
+    """
+    from pathlib import Path
+
+    from bulkmover.preflight.command import doctor_command
+
+    raise SystemExit(doctor_command(Path(config), as_json=as_json))
 
 
 @app.command()

@@ -33,6 +33,7 @@ def run_command(
     create_store: bool = False,
     error_code: int | None = None,
     dry_run: bool = False,
+    preflight: bool = True,
 ) -> int:
     config = load_config(config_path)
     if error_code is not None and not retry_failed:
@@ -43,6 +44,10 @@ def run_command(
         raise StateError(f"state file {config.state} not found; nothing has failed yet")
     # One hold of the writer lock across the retry's preparation and the run it feeds.
     with writer_lock(config.state):
+        if preflight:  # before anything is submitted; a failed check is one line
+            from bulkmover.preflight.command import run_preflight
+
+            run_preflight(config, create_store=create_store)
         if retry_failed and config.state.exists():
             plan = asyncio.run(_prepare_retry(config, error_code))
             Console(stderr=True).print(plan.line(), soft_wrap=True, highlight=False)
