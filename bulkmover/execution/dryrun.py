@@ -82,13 +82,18 @@ def run_limits(config: Config) -> dict[str, Any]:
     run = config.run
     return {
         "max_operations_in_flight": settings.max_concurrency,
-        "requests_per_minute": rates.get(Family.LRO_START.value, run.requests_per_minute),
-        "log_reads_per_minute": rates.get(Family.LOGGING.value, run.log_reads_per_minute),
+        "requests_per_minute": _number(rates.get(Family.LRO_START.value, run.requests_per_minute)),
+        "log_reads_per_minute": _number(rates.get(Family.LOGGING.value, run.log_reads_per_minute)),
         "concurrent_starts": run.concurrent_starts,
         "probe_throughput": run.probe_throughput,
         "give_up_after_seconds": run.give_up_after_seconds,
         "max_attempts": run.max_attempts,
     }
+
+
+def _number(value: float) -> float | int:
+    """120.0 shown as 120 (the config's counts are whole numbers)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def dry_run(config: Config) -> DryRun:

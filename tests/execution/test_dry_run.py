@@ -91,6 +91,7 @@ def test_dry_run_plans_prints_every_start_and_sends_none(
         }
         for shard in planned
     ]
+    assert isinstance(report["limits"]["requests_per_minute"], int)
     assert report["limits"] == {
         "max_operations_in_flight": 7,
         "requests_per_minute": 120,
@@ -116,7 +117,7 @@ def test_dry_run_plans_prints_every_start_and_sends_none(
         assert f'"uri": "{shard["uri"]}"' in out
     assert out.count(f"POST {url}") == len(planned)
     assert f"{len(planned)} import operation(s) would start" in out and "nothing was sent" in out
-    assert "max_operations_in_flight 7" in out and "requests_per_minute 120" in out
+    assert "max_operations_in_flight 7," in out and "requests_per_minute 120," in out
     assert cloud.imports() == [] and shards(config) == planned
 
 
