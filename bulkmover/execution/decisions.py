@@ -39,22 +39,50 @@ LIST_POLL_THRESHOLD = 4
 class Throttle(StrEnum):
     CONCURRENCY = "concurrency"  # too many operations running: fewer at once
     RATE = "rate"  # a per-minute quota: fewer requests per minute in that family
+    BOTH = "both"  # a refused start that does not say which: cut both (the safe side)
+
+
+#: Words in a quota metric or limit (or, lacking those, a message) that name a count of
+#: operations running at once rather than a rate.
+_RUNNING = ("concurrent", "running", "in flight", "in-flight", "inflight")
+_RATE = (
+    "quota exceeded",
+    "quota metric",
+    "quota group",
+    "per minute",
+    "perminute",
+    "per_minute",
+    "per second",
+    "rate",
+    "requests",
+)
 
 
 def throttle_target(event: RequestEvent) -> Throttle | None:
     """What a 429 should cut, or None for any other answer.
 
-    A refused start says either "too many operations running" (a count: cut concurrency) or
-    "quota exceeded" (a per-minute quota: cut that family's rate). The running-operation cap's
-    wording is not published; anything not clearly about running operations is treated as a
-    rate quota.
+    Only a start can hit the running-operations cap; any other family's 429 is its rate.
+    A refused start is classified on its ``google.rpc.ErrorInfo`` first (quota metric and
+    limit are documented fields; the message is not), then on the message; when neither says
+    which limit it was (the cap's wording is not published at all), both are cut: the
+    concurrency recovers once starts go through again, and no shard waits on a guess.
     """
     if not event.throttled:
         return None
+    if event.family != Family.LRO_START:
+        return Throttle.RATE
+    if event.quota is not None and (event.quota.metric or event.quota.limit):
+        return Throttle.CONCURRENCY if _says(event.quota.names, _RUNNING) else Throttle.RATE
     message = (event.message or "").lower()
-    if event.family == Family.LRO_START and "operations" in message and "quota" not in message:
+    if _says(message, _RUNNING) or ("operations" in message and "quota" not in message):
         return Throttle.CONCURRENCY
-    return Throttle.RATE
+    if _says(message, _RATE):
+        return Throttle.RATE
+    return Throttle.BOTH
+
+
+def _says(text: str, words: tuple[str, ...]) -> bool:
+    return any(word in text for word in words)
 
 
 class StartAction(StrEnum):
@@ -122,6 +150,13 @@ def requeue_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
 
 def poll_by_list(in_flight: int) -> bool:
     return in_flight > LIST_POLL_THRESHOLD
+
+
+def list_filter_honoured(done: Iterable[bool]) -> bool:
+    """Whether a page of ``operations.list(filter=done=false)`` honoured its filter: an ended
+    operation in it says the server ignores the filter (the v1 reference documents only
+    pageSize and pageToken for this method)."""
+    return not any(done)
 
 
 def left_the_list(watched: Iterable[str], listed: Collection[str]) -> list[str]:

@@ -40,6 +40,7 @@ from bulkmover.execution.decisions import (
     after_poll_error,
     after_start_error,
     left_the_list,
+    list_filter_honoured,
     poll_by_list,
     requeue_delay,
     rpc_code,
@@ -175,6 +176,9 @@ class Executor:
         self.more_patience = list(more_patience)
         self._submitter_task: asyncio.Task[None] | None = None
         self._stale_trouble = False
+        # operations.list with filter=done=false, until it shows it ignores or rejects the
+        # filter (the v1 reference documents only pageSize and pageToken for it).
+        self._list_usable = True
         limits.listeners.append(self._on_limit_change)
 
     # -- public ------------------------------------------------------------------------------
@@ -189,12 +193,14 @@ class Executor:
                 self.limits.on_accepted(event.family.value)
             return
         reason = f"429 on {event.method}"
-        if target == Throttle.CONCURRENCY:
+        if target in (Throttle.CONCURRENCY, Throttle.BOTH):
             self.limits.on_throttled(
                 event.family.value, reason, concurrency=True, in_flight=self._running()
             )
-        else:
-            self.limits.on_throttled(event.family.value, reason)
+        if target in (Throttle.RATE, Throttle.BOTH):
+            self.limits.on_throttled(
+                event.family.value, reason, counted=target is not Throttle.BOTH
+            )
 
     def wake(self) -> None:
         """New pending shards (children of the per-file stage): look at the queue now."""
@@ -404,7 +410,7 @@ class Executor:
             while True:
                 now = time.monotonic()
                 watched = [t for t in self.in_flight.values() if not t.fetching]
-                if poll_by_list(len(self.in_flight)):
+                if self._list_usable and poll_by_list(len(self.in_flight)):
                     if watched and now >= next_list:
                         await self._poll_by_list(watched, finals)
                         next_list = time.monotonic() + self.settings.list_poll.delay(
@@ -412,14 +418,33 @@ class Executor:
                         )
                     next_due = next_list
                 else:
-                    for tracked in watched:
-                        if tracked.next_poll <= now:
-                            await self._poll_one(tracked)
+                    due = [t for t in watched if t.next_poll <= now]
+                    if due:
+                        await self._poll_each(due)
                     next_due = min(
                         (t.next_poll for t in self.in_flight.values() if not t.fetching),
                         default=now + 0.2,
                     )
                 await asyncio.sleep(max(0.02, min(next_due - time.monotonic(), 1.0)))
+
+    async def _poll_each(self, due: list[Tracked]) -> None:
+        """One ``get`` for each operation due, a bounded number at once (many may be in
+        flight when the list cannot be used)."""
+
+        async def one(tracked: Tracked) -> None:
+            async with self._final_gets:
+                if tracked.shard.shard_id in self.in_flight:
+                    await self._poll_one(tracked)
+
+        await asyncio.gather(*(one(t) for t in due))
+
+    def _stop_listing(self, why: str) -> None:
+        """From now on, one bounded-parallel ``get`` per operation instead of the list."""
+        self._list_usable = False
+        self.ledger.event(None, "poll-by-get", f"operations.list {why}: polling with get")
+        log.warning("operations.list unusable", why=why)
+        for tracked in self.in_flight.values():
+            tracked.next_poll = 0.0
 
     def _oldest_age(self) -> float:
         now = time.monotonic()
@@ -471,6 +496,11 @@ class Executor:
                     if tracked is not None:
                         seen.add(op.name)
                         self._observe(tracked, op)
+                if not list_filter_honoured(op.done for op in page.operations):
+                    # Every operation of the dataset comes back (a month of them): paging
+                    # through them each poll would cost more than a get each.
+                    self._stop_listing("ignores the done=false filter")
+                    return
         except ApiError as exc:
             self._note_error(None, f"poll: {exc}")
             for tracked in by_name.values():
@@ -479,13 +509,14 @@ class Executor:
                 self._give_up(
                     f"listing the operations of {self.kind.store.dataset}: {exc}{_REATTACH}"
                 )
+            elif exc.status == 400:
+                self._stop_listing(f"rejects the done=false filter ({exc})")
             return
         for name in left_the_list(by_name, seen):
             tracked = by_name[name]
             if tracked.shard.shard_id in self.in_flight:
-                # Not running on the server any more: its slot is free for the next start now,
-                # while the final get (counters, error) is on its way.
-                self._free_slot(tracked)
+                # Probably ended; its final get says so for certain (an absent entry can be list
+                # lag or a page boundary that moved) and only then frees its slot.
                 tracked.fetching = True
                 finals.create_task(self._fetch_final(tracked))
         self._commit_progress()

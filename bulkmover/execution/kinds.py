@@ -78,6 +78,26 @@ class OperationKind(Protocol):
         ...
 
 
+#: google.rpc codes of an operation error that every shard would meet: PERMISSION_DENIED,
+#: UNAUTHENTICATED.
+SYSTEMIC_CODES = frozenset({7, 16})
+SYSTEMIC_FIX = (
+    "the run stopped: grant the Healthcare service agent"
+    " (service-PROJECT_NUMBER@gcp-sa-healthcare.iam.gserviceaccount.com) roles/storage.objectViewer"
+    " on the source bucket (`bulkmover doctor CONFIG` checks it), then run again"
+)
+
+
+def ran_with_error(op: Operation) -> bool:
+    """An import that ended with a (not transient) error but counted files: it ran, and some
+    files failed. Whether a partly failed import ends with ``error`` or ``response`` is not
+    documented ("returns an error if any of the files to import are not DICOM files"): its
+    counters say which, and its files are settled one by one like any other's."""
+    if op.error is None or op.error_class != ErrorClass.PERMANENT:
+        return False
+    return op.counter.failure > 0
+
+
 def judge_error(op: Operation) -> Judgement:
     """A whole-operation error: transient codes (and a cancel) requeue, others fail the shard.
 
@@ -87,6 +107,10 @@ def judge_error(op: Operation) -> Judgement:
     code = op.error.code if op.error is not None else None
     if op.error is None or op.error_class in (ErrorClass.TRANSIENT, ErrorClass.CANCELLED):
         return Judgement(Outcome.TRANSIENT, error, error_code=code)
+    if code in SYSTEMIC_CODES:
+        # The Healthcare service agent cannot read the bucket, or the credentials lost their
+        # grant: every other shard would end the same way, each spending an operation.
+        return Judgement(Outcome.SYSTEMIC, f"{error}; {SYSTEMIC_FIX}", error_code=code)
     return Judgement(Outcome.PERMANENT, error, error_code=code)
 
 
@@ -103,9 +127,9 @@ class ImportKind:
         return await client.import_dicom(self.store, shard.uri, self.blob_storage_class)
 
     def judge(self, shard: ShardRun, op: Operation) -> Judgement:
-        if not op.succeeded:
-            return judge_error(op)
         success, failure = op.counter.success, op.counter.failure
+        if not op.succeeded and not ran_with_error(op):
+            return judge_error(op)
         # Each matched file counts once, in success or failure; any other sum means the bucket
         # changed under the shard since it was planned.
         reported = success + failure
@@ -114,6 +138,8 @@ class ImportKind:
             f"drift: expected {shard.expected} objects, operation reported {reported}"
             if drift
             else None
+            if op.error is None
+            else str(op.error)
         )
         outcome = Outcome.DONE_WITH_FAILURES if failure else Outcome.DONE
         return Judgement(outcome, note, drift)

@@ -52,6 +52,7 @@ from bulkmover.healthcare.dicomweb import (
     refused_answer,
     stow_answer,
 )
+from bulkmover.healthcare.errorinfo import QuotaInfo, quota_info
 from bulkmover.healthcare.failures import (
     Call,
     OutcomeUnknownError,
@@ -594,7 +595,10 @@ class HealthcareClient:
         self, call: Call, attempt: int, outcome: Outcome, reply: _Reply, decision: Decision
     ) -> None:
         message = None if outcome.ok else reply.message()
-        self._record(call, outcome.status, attempt, decision.retrying, reply.elapsed, message)
+        quota = quota_info(reply.payload) if outcome.status == 429 else None
+        self._record(
+            call, outcome.status, attempt, decision.retrying, reply.elapsed, message, quota
+        )
         if decision.retrying:
             log.info(
                 "healthcare.retry",
@@ -642,8 +646,11 @@ class HealthcareClient:
         retrying: bool,
         elapsed: float,
         message: str | None = None,
+        quota: QuotaInfo | None = None,
     ) -> None:
-        event = RequestEvent(call.family, call.method, status, attempt, retrying, elapsed, message)
+        event = RequestEvent(
+            call.family, call.method, status, attempt, retrying, elapsed, message, quota
+        )
         self.stats.record(event)
         for listener in self.listeners:
             listener(event)

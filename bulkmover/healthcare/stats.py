@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bulkmover.healthcare.errorinfo import QuotaInfo
+
 
 class Family(StrEnum):
     """Quota families; the executor keeps one rate limiter per family."""
@@ -38,6 +40,7 @@ class RequestEvent:
     retrying: bool
     elapsed: float
     message: str | None = None
+    quota: QuotaInfo | None = None  # a 429's google.rpc.ErrorInfo, when it carries one
 
     @property
     def throttled(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from bulkmover.execution.decisions import (
     throttle_target,
 )
 from bulkmover.execution.kinds import ImportKind, Judgement, Outcome
+from bulkmover.healthcare.errorinfo import QuotaInfo, quota_info
 from bulkmover.healthcare.failures import Call, OutcomeUnknownError
 from bulkmover.healthcare.operations import Operation
 from bulkmover.healthcare.resources import StorePath
@@ -52,8 +54,44 @@ def test_a_429_mentioning_operations_and_quota_is_a_rate_quota() -> None:
     assert throttle_target(event) == Throttle.RATE
 
 
-def test_a_429_without_a_message_cuts_the_rate() -> None:
-    assert throttle_target(_event(429, "")) == Throttle.RATE
+@pytest.mark.parametrize("message", ["", "Resource has been exhausted (e.g. check quota)."])
+def test_a_refused_start_that_does_not_say_which_limit_cuts_both(message: str) -> None:
+    """The running-operations cap's wording is not published: guessing either way could
+    stall the run (rate cut while the cap is hit) or waste slots; both recover later."""
+    assert throttle_target(_event(429, message)) == Throttle.BOTH
+
+
+@pytest.mark.parametrize(
+    ("metric", "limit", "message", "target"),
+    [
+        # ErrorInfo wins over a message that says the opposite.
+        ("healthcare.googleapis.com/concurrent_lro_ops", "ConcurrentLroOpsPerProject",
+         "Quota exceeded for requests per minute", Throttle.CONCURRENCY),
+        ("healthcare.googleapis.com/lro_start_requests", "LroRequestsPerMinutePerProject",
+         "too many operations running", Throttle.RATE),
+        (None, "RunningOperationsPerStore", "", Throttle.CONCURRENCY),
+        ("healthcare.googleapis.com/dicom_store_lro_ops", None, "", Throttle.RATE),
+    ],
+)  # fmt: skip
+def test_a_429_is_classified_on_its_error_info_first(
+    metric: str | None, limit: str | None, message: str, target: Throttle
+) -> None:
+    quota = QuotaInfo("RATE_LIMIT_EXCEEDED", metric, limit)
+    event = RequestEvent(
+        Family.LRO_START, "dicomStores.import", 429, 1, False, 0.01, message, quota
+    )
+    assert throttle_target(event) == target
+
+
+def test_error_info_is_read_from_a_google_error_body() -> None:
+    body = json.dumps({"error": {"code": 429, "message": "Quota exceeded", "details": [
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": []},
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+         "metadata": {"quota_metric": "m", "quota_limit": "l"}},
+    ]}}).encode()  # fmt: skip
+    assert quota_info(body) == QuotaInfo("RATE_LIMIT_EXCEEDED", "m", "l")
+    assert quota_info(b"not json") is None
+    assert quota_info(b'{"error": {"code": 429, "message": "x"}}') is None
 
 
 def test_a_429_on_polling_cuts_that_familys_rate_even_if_it_names_operations() -> None:
@@ -151,9 +189,35 @@ def test_an_import_ending_with_a_transient_or_cancelled_code_is_transient(code: 
     assert j.outcome == Outcome.TRANSIENT and j.error and "m" in j.error
 
 
-@pytest.mark.parametrize("code", [3, 5, 7, 9, 2])
+@pytest.mark.parametrize("code", [3, 5, 9, 2])
 def test_an_import_ending_with_another_code_is_permanent(code: int) -> None:
     assert KIND.judge(SHARD, _op(error={"code": code})).outcome == Outcome.PERMANENT
+
+
+@pytest.mark.parametrize("code", [7, 16])
+def test_an_import_denied_its_source_stops_the_run_with_the_fix(code: int) -> None:
+    """PERMISSION_DENIED (the service agent cannot read the bucket) would end every shard
+    alike, each spending an operation: the run stops instead."""
+    j = KIND.judge(SHARD, _op(error={"code": code, "message": "denied"}))
+    assert j.outcome == Outcome.SYSTEMIC
+    assert j.error and "gcp-sa-healthcare" in j.error and "doctor" in j.error
+
+
+def test_an_import_ending_with_an_error_beside_failed_files_ran() -> None:
+    """One reading of a partly failed import: ``error`` set, counters kept. Its files are
+    settled one by one like those of an import that ended with ``response``."""
+    op = _op(metadata={"counter": {"success": "7", "failure": "3"}},
+             error={"code": 3, "message": "3 of 10 file(s) could not be imported"})  # fmt: skip
+    j = KIND.judge(SHARD, op)
+    assert j.outcome == Outcome.DONE_WITH_FAILURES and not j.drift
+    assert j.error and "could not be imported" in j.error
+
+
+def test_a_transient_error_with_counters_still_requeues() -> None:
+    """INTERNAL part way through: importing the shard again finishes it (stored files are
+    skipped), whatever the counters say so far."""
+    op = _op(metadata={"counter": {"success": "4", "failure": "1"}}, error={"code": 13})
+    assert KIND.judge(SHARD, op).outcome == Outcome.TRANSIENT
 
 
 # -- backoff and polling -----------------------------------------------------------------------

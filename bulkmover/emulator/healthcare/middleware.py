@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bulkmover.emulator.healthcare import iam
+from bulkmover.emulator.healthcare import iam, quota_errors
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, error_response
 from bulkmover.emulator.healthcare.service import Service, service_of
 
@@ -89,11 +89,8 @@ async def _guarded(svc: Service, request: web.Request, handler: Handler) -> web.
     iam.check_permission(knobs, request)  # --deny-permissions: one IAM permission at a time
     wait = svc.quota.take(project, name)
     if wait is not None:
-        raise ApiFailure(
-            Code.RESOURCE_EXHAUSTED,
-            f"Quota exceeded for quota group '{name}' of project {project}: "
-            f"{knobs.requests_per_minute} requests per minute; retry after {wait:.1f}s",
-            retry_after=wait,
+        raise quota_errors.rate_quota(
+            knobs.quota_errors, project, name, knobs.requests_per_minute, wait
         )
     fault = svc.rng.random() < knobs.fault_rate
     if fault:

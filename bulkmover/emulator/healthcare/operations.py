@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bulkmover.emulator.healthcare import quota_errors
 from bulkmover.emulator.healthcare.cpu import Batcher, CpuPool
 from bulkmover.emulator.healthcare.db import Database, InstanceRow, OperationRow, StoreRow
 from bulkmover.emulator.healthcare.dicomfiles import (
@@ -34,7 +35,7 @@ from bulkmover.emulator.healthcare.gcsclient import GcsClient, GcsError
 from bulkmover.emulator.healthcare.limits import Pacer
 from bulkmover.emulator.healthcare.names import StoreName, parse_gcs_uri
 from bulkmover.emulator.healthcare.realism import HealthcareRealism
-from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, status_json
+from bulkmover.emulator.healthcare.rpc import Code, status_json
 from bulkmover.emulator.healthcare.views import (
     IMPORT,
     log_entry,
@@ -129,11 +130,8 @@ class OperationEngine:
         project = store.name.project
         running = self.db.running_in_project(project)
         if running >= self.knobs.max_running_operations:
-            raise ApiFailure(
-                Code.RESOURCE_EXHAUSTED,
-                f"too many long-running operations in project {project}: {running} running, "
-                f"the limit is {self.knobs.max_running_operations}; wait for one to finish",
-                retry_after=5,
+            raise quota_errors.running_cap(
+                self.knobs.quota_errors, project, running, self.knobs.max_running_operations
             )
         if self.rng.random() < self.knobs.failed_operation_rate:
             plan = {
@@ -242,6 +240,14 @@ class OperationEngine:
                 await self._export(live)
             if live.abort is not None:
                 raise live.abort
+            if live.row.method == IMPORT and live.failure and self.knobs.partial_failure == "error":
+                # One reading of "returns an error if any of the files to import are not DICOM
+                # files": the operation ends with an error, its counters kept beside it.
+                raise OperationFailed(
+                    Code.INVALID_ARGUMENT,
+                    f"{live.failure} of {live.success + live.failure} file(s) could not be"
+                    " imported; see the import's error entries in Cloud Logging for details",
+                )
             await self._hold_until_deadline(live)
             if live.cancel.is_set():
                 raise OperationFailed(

@@ -62,7 +62,13 @@ async def list_operations(request: web.Request) -> web.Response:
     svc = service_of(request)
     dataset = dataset_name(request)
     svc.require_dataset(dataset)
-    done = parse_done_filter(request.query.get("filter", ""))
+    text = request.query.get("filter", "")
+    match svc.knobs.operations_filter:
+        case "rejected" if text:
+            raise invalid(f"filter is not supported by operations.list (got {text!r})")
+        case "ignored":
+            text = ""
+    done = parse_done_filter(text)
     size = page_size(request, 100, 1000)
     token = decode_token(request.query.get("pageToken", ""))
     if token and not token.isdigit():

@@ -58,6 +58,18 @@ class HealthcareRealism(BaseModel):
         description="extra seconds, uniform in 0..N per entry (from the seeded dice), on top of "
         "log_ingestion_delay, so entries also arrive out of order",
     )
+    log_labels: Literal["snake", "camel", "none"] = Field(
+        "snake",
+        description="how the error entries' resource labels are spelled, which Google does not "
+        "document: dataset_id/dicom_store_id (snake), datasetId/dicomStoreId (camel), or "
+        "absent (none)",
+    )
+    log_name: Literal["import_dicom", "import_dicom_data", "operations"] = Field(
+        "import_dicom",
+        description="the error entries' logName (undocumented): projects/P/logs/ then "
+        "healthcare.googleapis.com/ URL-encoded, then this (for exports: export_dicom, "
+        "export_dicom_data, operations)",
+    )
     duplicates_count_as: Literal["success", "skip"] = Field(
         "success",
         description="whether an imported instance that already exists (and is skipped) counts "
@@ -83,6 +95,24 @@ class HealthcareRealism(BaseModel):
         ge=0,
         description="seconds added to every answer after its effect took place (an operation "
         "started by a client that dies or gives up meanwhile runs, unknown to it)",
+    )
+    operations_filter: Literal["supported", "ignored", "rejected"] = Field(
+        "supported",
+        description="how operations.list treats `filter` (the v1 reference documents only "
+        "pageSize and pageToken): applies done=true/false, ignores it (every operation of the "
+        "dataset comes back), or rejects it with 400",
+    )
+    partial_failure: Literal["response", "error"] = Field(
+        "response",
+        description="how an import with some failed files ends: with `response`, or with "
+        "`error` (INVALID_ARGUMENT) beside its counters, as the discovery document's 'returns an "
+        "error if any of the files to import are not DICOM files' may mean",
+    )
+    quota_errors: Literal["emulator", "error_info", "bare"] = Field(
+        "emulator",
+        description="the wording of 429 answers: this emulator's own sentences, Google's with "
+        "google.rpc.ErrorInfo details (quota_metric, quota_limit), or a bare 'Resource has been "
+        "exhausted' with no details, for the running-operations cap and rate quotas alike",
     )
     deny: str = Field(
         "",

@@ -84,12 +84,14 @@ class ApiFailure(Exception):
         *,
         retry_after: float | None = None,
         http_status: int | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after
         self.http_status = http_status or HTTP_STATUS[code]
+        self.details = details
 
     def response(self) -> web.Response:
         headers: dict[str, str] = {}
@@ -97,9 +99,14 @@ class ApiFailure(Exception):
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         if self.code is Code.UNAUTHENTICATED:
             headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/"'
-        body = {
-            "error": {"code": self.http_status, "message": self.message, "status": self.code.name}
+        error: dict[str, Any] = {
+            "code": self.http_status,
+            "message": self.message,
+            "status": self.code.name,
         }
+        if self.details:
+            error["details"] = self.details
+        body = {"error": error}
         return web.Response(
             status=self.http_status,
             text=json.dumps(body),

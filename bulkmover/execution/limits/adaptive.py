@@ -150,13 +150,15 @@ class AdaptiveLimits:
         *,
         concurrency: bool = False,
         in_flight: int | None = None,
+        counted: bool = True,
     ) -> list[LimitChange]:
         """A 429 in ``family``: cut that family's rate, from what it really sent in the last
         minute. With ``concurrency=True`` the 429 refused a start because too many operations run:
         cut the concurrency cap instead, from ``in_flight`` (operations running when refused, not
-        counting the refused one). Repeats within ``cooldown`` are counted but change nothing."""
+        counting the refused one). Repeats within ``cooldown`` are counted but change nothing;
+        ``counted=False`` for the second cut of one 429 that cuts both."""
         now = self._clock()
-        self.throttled += 1
+        self.throttled += int(counted)
         change: LimitChange | None = None
         if concurrency:
             observed = float(in_flight) if in_flight is not None else None

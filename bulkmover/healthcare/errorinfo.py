@@ -1,0 +1,54 @@
+"""``google.rpc.ErrorInfo`` from an error body: which quota a 429 is about, when it says.
+
+Google documents quota errors as carrying ErrorInfo in ``details`` (``reason``, and in
+``metadata`` ``quota_metric`` and ``quota_limit``). The message text is not a contract; these
+fields are, so a 429 is classified on them first (``execution.decisions.throttle_target``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+
+@dataclass(frozen=True)
+class QuotaInfo:
+    reason: str | None
+    metric: str | None
+    limit: str | None
+
+    @property
+    def names(self) -> str:
+        """Metric and limit, lower case, for matching words in them."""
+        return f"{self.metric or ''} {self.limit or ''}".lower()
+
+
+def quota_info(body: bytes) -> QuotaInfo | None:
+    """The first ErrorInfo of an error body, or None (no details, or not JSON)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, dict) and detail.get("@type") == ERROR_INFO:
+            metadata = detail.get("metadata")
+            meta = metadata if isinstance(metadata, dict) else {}
+            return QuotaInfo(
+                reason=_text(detail.get("reason")),
+                metric=_text(meta.get("quota_metric")),
+                limit=_text(meta.get("quota_limit")),
+            )
+    return None
+
+
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+__all__ = ["QuotaInfo", "quota_info"]
