@@ -100,3 +100,20 @@ def test_unknown_object_method_is_not_a_missing_object(
     assert answer.status == 501
     assert answer.json()["error"]["errors"][0]["reason"] == "notImplemented"
     assert missing.status == 404
+
+
+@pytest.mark.parametrize("consistency", ["md5", "size"])
+def test_checked_writes(gcs_emulator: RunningServer, bucket: str, consistency: str) -> None:
+    """gcsfs checks the hashes the emulator reports against what it sent."""
+    checked = GCSFileSystem(
+        endpoint_url=gcs_emulator.url,
+        token="anon",
+        skip_instance_cache=True,
+        consistency=consistency,
+    )
+    small, big = os.urandom(1000), os.urandom(2 * BLOCK + 7)
+    checked.pipe_file(f"{bucket}/small", small)
+    with checked.open(f"{bucket}/big", "wb", block_size=BLOCK) as f:
+        f.write(big)
+    assert checked.cat_file(f"{bucket}/small") == small
+    assert checked.cat_file(f"{bucket}/big") == big

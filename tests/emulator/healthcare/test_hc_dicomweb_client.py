@@ -208,3 +208,21 @@ async def test_stow_refuses_empty_and_truncated_bodies(hc: Hc, files: list[Corpu
     )
     assert stored.status == 200
     assert stored.headers["Content-Type"] == "application/dicom+json"
+
+
+async def test_includefield_of_an_unknown_attribute_is_refused(stored: DICOMwebClient) -> None:
+    with pytest.raises(requests.HTTPError) as info:
+        await blocking(lambda: stored.search_for_studies(fields=["NoSuchKeyword"]))
+    assert info.value.response.status_code == 400
+    assert "includefield" in info.value.response.json()["error"]["message"]
+
+
+async def test_frame_out_of_range_is_refused(
+    stored: DICOMwebClient, files: list[CorpusFile]
+) -> None:
+    f = files[0]
+    with pytest.raises(requests.HTTPError) as info:
+        await blocking(
+            lambda: list(stored.retrieve_instance_frames(f.study_uid, f.series_uid, f.sop_uid, [9]))
+        )
+    assert info.value.response.status_code == 400
