@@ -5,8 +5,15 @@ naming the file (``jsonPayload.source``) and the reason (``jsonPayload.error``).
 complete list (above a threshold only some errors are logged), so a reader of these entries must
 treat them as "known failures", never as "all failures".
 
->>> operation_errors_filter("123").split(" AND ")[:2]
-['resource.type="healthcare_dicom_store"', 'operation.id="123"']
+What identifies these entries for certain is the operation id (unique, a documented LogEntry
+field); the payload type and the resource type are shown in Google's example entry, but the
+resource labels' spelling and the logName are documented nowhere. A filter naming an undocumented
+spelling that the real API spells otherwise would match nothing, silently, so filters here name
+only the operation id (and a time window); the payload type and the store are checked on the
+entries that come back (``LogEntry.is_error_of``), accepting the label spellings seen or none.
+
+>>> operation_errors_filter("123")
+'operation.id="123"'
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ IMPORT_LOG_TYPE = "type.googleapis.com/google.cloud.healthcare.logging.ImportDic
 EXPORT_LOG_TYPE = "type.googleapis.com/google.cloud.healthcare.logging.ExportDicomLogEntry"
 STORE_RESOURCE_TYPE = "healthcare_dicom_store"
 MAX_PAGE_SIZE = 1000
+LABEL_SPELLINGS = {
+    "project": ("project_id", "projectId"),
+    "location": ("location",),
+    "dataset": ("dataset_id", "datasetId"),
+    "store": ("dicom_store_id", "dicomStoreId"),
+}
 
 
 class _Wire(BaseModel):
@@ -54,6 +67,27 @@ class LogEntry(_Wire):
     timestamp: datetime | None = None
     insert_id: str | None = None
     json_payload: dict[str, Any] = {}
+
+    def is_error_of(self, store: StorePath, kind: Literal["import", "export"] = "import") -> bool:
+        """Is this an ``kind`` error entry of ``store``, as far as the entry tells? The payload
+        type must be ``kind``'s; a store label present under a known spelling must name
+        ``store`` (labels spelled otherwise, or absent, are no evidence either way)."""
+        if self.payload_type != (IMPORT_LOG_TYPE if kind == "import" else EXPORT_LOG_TYPE):
+            return False
+        if self.resource.type and self.resource.type != STORE_RESOURCE_TYPE:
+            return False
+        wanted = {
+            "project": store.project,
+            "location": store.location,
+            "dataset": store.dataset_id,
+            "store": store.store,
+        }
+        labels = self.resource.labels
+        for part, spellings in LABEL_SPELLINGS.items():
+            for key in spellings:
+                if key in labels and labels[key] != wanted[part]:
+                    return False
+        return True
 
     @property
     def payload_type(self) -> str | None:
@@ -114,19 +148,14 @@ def operation_errors_filter(
     kind: Literal["import", "export"] = "import",
     store: StorePath | None = None,
 ) -> str:
-    """A Logging filter for one operation's per-file error entries.
+    """A Logging filter for one operation's per-file error entries: its id, nothing else.
 
-    The exact logName is not documented, so the filter keys on the resource type, the operation
-    id and the payload type, which are.
+    The id is unique; the rest (payload type ``kind``, ``store``) is checked on the entries
+    (``LogEntry.is_error_of``), because the labels' spelling and the logName are undocumented.
+    ``kind`` and ``store`` stay in the signature for callers that pass them.
     """
-    payload = IMPORT_LOG_TYPE if kind == "import" else EXPORT_LOG_TYPE
-    terms = [f"resource.type={_quote(STORE_RESOURCE_TYPE)}"]
-    if store is not None:
-        terms.append(f"resource.labels.dataset_id={_quote(store.dataset_id)}")
-        terms.append(f"resource.labels.dicom_store_id={_quote(store.store)}")
-    terms.append(f"operation.id={_quote(operation_id)}")
-    terms.append(f"jsonPayload.@type={_quote(payload)}")
-    return " AND ".join(terms)
+    del kind, store  # checked client side
+    return f"operation.id={_quote(operation_id)}"
 
 
 class LogReader(Protocol):
@@ -157,7 +186,7 @@ async def iter_log_entries(
             yield entry
 
 
-def operation_errors(
+async def operation_errors(
     client: LogReader,
     store: StorePath,
     operation_id: str,
@@ -166,9 +195,12 @@ def operation_errors(
     page_size: int = MAX_PAGE_SIZE,
 ) -> AsyncIterator[LogEntry]:
     """The logged per-file errors of one operation on ``store`` (possibly not all of them)."""
-    return iter_log_entries(
+    entries = iter_log_entries(
         client,
         [f"projects/{store.project}"],
-        operation_errors_filter(operation_id, kind=kind, store=store),
+        operation_errors_filter(operation_id),
         page_size=page_size,
     )
+    async for entry in entries:
+        if entry.operation_id == operation_id and entry.is_error_of(store, kind):
+            yield entry

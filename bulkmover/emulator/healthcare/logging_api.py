@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from bulkmover.emulator.healthcare.requests import (
 )
 from bulkmover.emulator.healthcare.rpc import invalid
 from bulkmover.emulator.healthcare.service import service_of
+from bulkmover.emulator.healthcare.views import render_log_entry
 
 SCAN_BUDGET = 20_000  # rows examined per request; past it the page ends early, with a token
 CHUNK = 1_000  # rows read from the database at a time
@@ -94,6 +95,7 @@ def read_page(
     descending: bool,
     now: float,
     budget: int = SCAN_BUDGET,
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Page:
     """Up to ``size`` entries after row ``cursor`` that match ``tree`` and are visible at ``now``.
 
@@ -118,6 +120,8 @@ def read_page(
             examined += 1
             cursor = int(row["id"])
             entry = json.loads(row["entry"])
+            if render is not None:
+                entry = render(entry)  # as the knobs spell what Google does not document
             if match_entry(tree, entry):
                 matched.append((cursor, entry))
                 if len(matched) > size:
@@ -144,6 +148,9 @@ async def list_entries(request: web.Request) -> web.Response:
         cursor=_cursor(body.get("pageToken", ""), descending),
         descending=descending,
         now=time.time(),
+        render=lambda entry: render_log_entry(
+            entry, labels=svc.knobs.log_labels, log_name=svc.knobs.log_name
+        ),
     )
     result: dict[str, Any] = {"entries": page.entries} if page.entries else {}
     if page.next_cursor is not None:

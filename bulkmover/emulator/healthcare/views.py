@@ -127,3 +127,37 @@ def log_entry(
             "error": {"code": code, "message": message},
         },
     }
+
+
+LOG_LABELS_CAMEL = {
+    "project_id": "projectId",
+    "location": "location",
+    "dataset_id": "datasetId",
+    "dicom_store_id": "dicomStoreId",
+}
+LOG_NAME_VARIANTS = {
+    "import_dicom": {IMPORT: "import_dicom", EXPORT: "export_dicom"},
+    "import_dicom_data": {IMPORT: "import_dicom_data", EXPORT: "export_dicom_data"},
+    "operations": {IMPORT: "operations", EXPORT: "operations"},
+}
+
+
+def render_log_entry(entry: dict[str, Any], *, labels: str, log_name: str) -> dict[str, Any]:
+    """``entry`` (as ``log_entry`` wrote it) as ``entries:list`` shows it under the knobs for
+    what Google does not document: the resource labels' spelling (``snake``: ``dataset_id``,
+    ``camel``: ``datasetId``, ``none``: no labels) and the log's name (``log_name``)."""
+    if labels == "snake" and log_name == "import_dicom":
+        return entry
+    out = dict(entry)
+    resource = dict(out.get("resource") or {})
+    if labels == "camel":
+        given = resource.get("labels") or {}
+        resource["labels"] = {LOG_LABELS_CAMEL.get(k, k): v for k, v in given.items()}
+    elif labels == "none":
+        resource.pop("labels", None)
+    out["resource"] = resource
+    method = IMPORT if out.get("jsonPayload", {}).get("@type") == LOG_TYPES[IMPORT] else EXPORT
+    project = str(out.get("logName", "projects/?/")).split("/")[1]
+    name = LOG_NAME_VARIANTS[log_name][method]
+    out["logName"] = f"projects/{project}/logs/healthcare.googleapis.com%2F{name}"
+    return out
