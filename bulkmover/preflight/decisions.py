@@ -176,3 +176,77 @@ def canary_verdict(operation: Mapping[str, Any], uri: str, fix: str) -> Check:
         return Check(name, False, f"a one-file canary import found no {uri}: {message}")
     # Another error (not DICOM, a transient failure) means the file was reached.
     return Check(name, True, f"a one-file canary import reached {uri} ({message})")
+
+
+# -- quotas ---------------------------------------------------------------------------------------
+LRO_METRIC = "healthcare.googleapis.com/dicom_store_lro_ops"
+QUOTAS_PAGE = "https://console.cloud.google.com/iam-admin/quotas?service=healthcare.googleapis.com"
+#: Starts alone taking longer than this make the LRO quota "too low for the plan".
+TOO_LONG_MINUTES = 24 * 60
+
+
+def lro_limit(metrics: Mapping[str, Any], region: str) -> int | None:
+    """The per-minute LRO quota in ``region`` from Service Usage's consumerQuotaMetrics: the
+    bucket for that region, else the one without dimensions; None when not listed."""
+    for metric in metrics.get("metrics") or []:
+        if not isinstance(metric, Mapping) or metric.get("metric") != LRO_METRIC:
+            continue
+        for limit in metric.get("consumerQuotaLimits") or []:
+            if "/min" not in str(limit.get("unit", "")):
+                continue
+            general = None
+            for bucket in limit.get("quotaBuckets") or []:
+                dims = bucket.get("dimensions") or {}
+                value = _int(bucket.get("effectiveLimit"))
+                if dims.get("region") == region:
+                    return value
+                if not dims:
+                    general = value
+            if general is not None:
+                return general
+    return None
+
+
+def quota_check(limit: int | None, region: str, shards: int | None, why: str = "") -> Check:
+    """Whether the LRO quota lets the plan's starts happen in a sane time (-1: unlimited)."""
+    name = "LRO quota"
+    fix = (
+        f"request more dicom_store_lro_ops in {region} at {QUOTAS_PAGE}, or raise"
+        " import.max_objects_per_shard (fewer, larger shards) and plan again"
+    )
+    if limit is None:
+        return Check(
+            name,
+            None,
+            f"dicom_store_lro_ops in {region} unknown{f' ({why})' if why else ''}; the run adapts"
+            f" to 429s; see {QUOTAS_PAGE}",
+        )
+    if limit < 0:
+        return Check(name, True, f"dicom_store_lro_ops in {region}: unlimited")
+    if limit == 0:
+        return Check(name, False, f"dicom_store_lro_ops in {region} is 0: no import can start", fix)
+    if shards is None:
+        return Check(name, True, f"dicom_store_lro_ops in {region}: {limit:,} starts/min")
+    minutes = shards / limit
+    detail = (
+        f"dicom_store_lro_ops in {region}: {limit:,} starts/min; {shards:,} shard(s) to start"
+        f" need at least {_duration(minutes)} of starts"
+    )
+    if minutes > TOO_LONG_MINUTES:
+        return Check(name, False, detail + " (more than a day)", fix)
+    return Check(name, True, detail)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return f"{minutes * 60:.0f}s"
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"

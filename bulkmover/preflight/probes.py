@@ -27,8 +27,10 @@ from bulkmover.preflight import decisions
 from bulkmover.preflight.checks import Check, Report
 from bulkmover.preflight.decisions import Grant, Scope
 from bulkmover.preflight.http import JsonHttp, Reply
+from bulkmover.state.store import StateStore
 
 CRM_ENDPOINT = "https://cloudresourcemanager.googleapis.com"
+SERVICE_USAGE_ENDPOINT = "https://serviceusage.googleapis.com"
 STORAGE_ENDPOINT = "https://storage.googleapis.com"
 TOKENINFO = "https://oauth2.googleapis.com/tokeninfo"
 CANARY_WAIT = 120.0
@@ -71,6 +73,7 @@ async def diagnose(config: Config, options: Options) -> Report:
             await _permissions(http, config, facts)
         await _bucket(http, config, options, facts)
         await _agent(http, config, options, facts)
+        await _quotas(http, config, facts)
     return Report(tuple(facts.checks))
 
 
@@ -298,6 +301,37 @@ def _source_check(
         f"no object matches {source}",
         f"fix import.source (gcloud storage ls gs://{source.bucket}/{source.literal_prefix})",
     )
+
+
+# -- quotas -------------------------------------------------------------------------------------
+async def _quotas(http: JsonHttp, config: Config, facts: _Facts) -> None:
+    """The LRO quota (Service Usage, ``serviceusage.quotas.get``) against the plan's shards."""
+    endpoint = _healthcare(config)
+    base = SERVICE_USAGE_ENDPOINT if endpoint == DEFAULT_ENDPOINT else endpoint
+    project = quote(config.target.project, safe="")
+    reply = await http.call(
+        "GET", f"{base}/v1beta1/projects/{project}/services/healthcare.googleapis.com"
+        "/consumerQuotaMetrics",
+        params={"view": "BASIC"},
+    )  # fmt: skip
+    region = config.target.location
+    limit = decisions.lro_limit(reply.json(), region) if reply.ok else None
+    why = "" if reply.ok else f"consumerQuotaMetrics: {reply.say()}"
+    facts.checks.append(decisions.quota_check(limit, region, _shards_to_start(config), why))
+
+
+def _shards_to_start(config: Config) -> int | None:
+    """Shards of the plan still to start, when a plan exists (read-only, no lock)."""
+    if not config.state.exists():
+        return None
+    try:
+        with StateStore.open_readonly(config.state) as store:
+            if store.latest_plan() is None:
+                return None
+            totals = store.runs.totals()
+            return totals.pending + totals.running
+    except BulkmoverError:
+        return None
 
 
 # -- the service agent ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bulkmover.healthcare.resources import StorePath
+from bulkmover.preflight import decisions
 from bulkmover.preflight.checks import Check, PreflightError, Report
 from bulkmover.preflight.decisions import (
     Grant,
@@ -89,3 +90,26 @@ def test_report_and_preflight_error_are_one_line() -> None:
     assert report.lines() == ["✓ a: fine", "– b: not tested", "✗ c: broken", "    fix: do this"]
     message = str(PreflightError.of(report))
     assert "\n" not in message and "✗ c: broken (fix: do this)" in message
+
+
+def test_the_lro_quota_is_read_for_the_region_else_the_default() -> None:
+    def metrics(*buckets: dict[str, object]) -> dict[str, object]:
+        limit = {"unit": "1/min/{project}/{region}", "quotaBuckets": list(buckets)}
+        return {"metrics": [{"metric": decisions.LRO_METRIC, "consumerQuotaLimits": [limit]}]}
+
+    both = metrics(
+        {"effectiveLimit": "600"}, {"effectiveLimit": "90", "dimensions": {"region": "eu"}}
+    )
+    assert decisions.lro_limit(both, "eu") == 90
+    assert decisions.lro_limit(both, "us") == 600
+    assert decisions.lro_limit({"metrics": []}, "eu") is None
+
+
+def test_an_lro_quota_too_low_for_the_plan_fails_with_the_fix() -> None:
+    ok = decisions.quota_check(600, "eu", 10_000)
+    assert ok.ok is True and "17 min" in ok.detail
+    low = decisions.quota_check(5, "eu", 10_000)  # 2,000 minutes of starts alone
+    assert low.ok is False and low.fix and "max_objects_per_shard" in low.fix
+    assert decisions.quota_check(0, "eu", None).ok is False
+    assert decisions.quota_check(None, "eu", 10, "403").ok is None
+    assert decisions.quota_check(-1, "eu", 10**9).ok is True

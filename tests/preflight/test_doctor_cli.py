@@ -278,3 +278,22 @@ def test_run_no_preflight_skips_it(cloud_factory: Any) -> None:
 def test_doctor_help_has_an_example() -> None:
     result = bulkmover("doctor", "--help")
     assert result.returncode == 0 and "bulkmover doctor configs/demo.yaml" in result.stdout
+
+
+def test_the_lro_quota_against_the_plans_shards(cloud_factory: Any) -> None:
+    """Service Usage's dicom_store_lro_ops, read at the emulator (its requests_per_minute)."""
+    _, config = cloud_factory(hc_flags=("--requests-per-minute", "5000"))
+    code, doc = doctor_json(config)
+    quota = by_name(doc)["LRO quota"]
+    assert code == 0 and quota["ok"] is True and "5,000 starts/min" in quota["detail"]
+    assert bulkmover("plan", str(config)).returncode == 0
+    shards = json.loads(bulkmover("status", str(config), "--json").stdout)["totals"]["shards"]
+    quota = by_name(doctor_json(config)[1])["LRO quota"]
+    assert f"{shards:,} shard(s) to start" in quota["detail"]
+
+
+def test_an_unreadable_quota_is_not_a_failure(cloud_factory: Any) -> None:
+    _, config = cloud_factory(hc_flags=("--deny-permissions", "serviceusage.quotas.get"))
+    code, doc = doctor_json(config)
+    quota = by_name(doc)["LRO quota"]
+    assert code == 0 and quota["ok"] is None and "serviceusage.quotas.get" in quota["detail"]

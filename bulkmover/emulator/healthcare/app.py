@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bulkmover.emulator.healthcare import dicomweb, iam, operations_api, resources
+from bulkmover.emulator.healthcare import dicomweb, iam, operations_api, quotas_api, resources
 from bulkmover.emulator.healthcare.cpu import CpuPool
 from bulkmover.emulator.healthcare.db import Database
 from bulkmover.emulator.healthcare.gcsclient import GcsClient
@@ -75,6 +75,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v2/entries:list", list_entries)
     r.add_get("/_emulator/operations", operations_api.admin_operations)
     iam.add_routes(r)
+    quotas_api.add_routes(r)
 
 
 async def _flusher(svc: Service) -> None:
