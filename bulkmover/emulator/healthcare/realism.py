@@ -70,18 +70,6 @@ class HealthcareRealism(BaseModel):
         "healthcare.googleapis.com/ URL-encoded, then this (for exports: export_dicom, "
         "export_dicom_data, operations)",
     )
-    log_labels: Literal["snake", "camel", "none"] = Field(
-        "snake",
-        description="how the error entries' resource labels are spelled, which Google does not "
-        "document: dataset_id/dicom_store_id (snake), datasetId/dicomStoreId (camel), or "
-        "absent (none)",
-    )
-    log_name: Literal["import_dicom", "import_dicom_data", "operations"] = Field(
-        "import_dicom",
-        description="the error entries' logName (undocumented): projects/P/logs/ then "
-        "healthcare.googleapis.com/ URL-encoded, then this (for exports: export_dicom, "
-        "export_dicom_data, operations)",
-    )
     duplicates_count_as: Literal["success", "skip"] = Field(
         "success",
         description="whether an imported instance that already exists (and is skipped) counts "
