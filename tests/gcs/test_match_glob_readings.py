@@ -165,3 +165,25 @@ def test_plan_cli_is_exact_under_every_reading(
     with StateStore.open(tmp_path / "state" / "plan.db", create=False) as store:
         planned = sorted(o.name for shard in store.shards() for o in store.ledger(shard.id))
     assert planned == expected
+
+
+@pytest.mark.parametrize(
+    ("glob", "name", "any_", "segment", "star"),
+    [
+        ("g/**.dcm", "g/x.dcm", True, True, True),
+        ("g/**.dcm", "g/a/b/x.dcm", True, False, False),
+        ("g/**/*.dcm", "g/x.dcm", True, True, False),
+        ("g/**/*.dcm", "g/a/b/x.dcm", True, True, False),
+        ("g/**/*.dcm", "g/a/x.dcm", True, True, True),
+        ("g/**", "g/a/b/x.dcm", True, True, False),
+        ("g/a**/x.dcm", "g/ab/c/x.dcm", True, False, False),
+    ],
+)
+def test_emulator_glob_readings(
+    glob: str, name: str, any_: bool, segment: bool, star: bool
+) -> None:
+    from bulkmover.emulator.gcs.globs import compile_glob
+
+    assert compile_glob(glob).matches(name) is any_
+    assert compile_glob(glob, "segment").matches(name) is segment
+    assert compile_glob(glob, "star").matches(name) is star
