@@ -424,12 +424,6 @@ async def test_the_same_token_and_quota_project_reach_both_emulators(
         assert sent == {("Bearer tok-1", "billing-proj")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.py builds the Healthcare client's credentials from kind and key_file only"
-    " (a second credential, without the quota project): it should take the job's one,"
-    " credentials_for(config.credentials)",
-)
 async def test_a_run_sends_the_quota_project_to_both_apis(
     tmp_path: Path, token_endpoint: TokenEndpoint
 ) -> None:

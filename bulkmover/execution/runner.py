@@ -24,7 +24,7 @@ from bulkmover.execution.kinds import ImportKind
 from bulkmover.execution.limits import AdaptiveLimits, LimitSettings, ProbeSettings, ThroughputProbe
 from bulkmover.execution.pacing import StartPacer
 from bulkmover.gcs.client import storage_client
-from bulkmover.healthcare.auth import load_credentials
+from bulkmover.healthcare.auth import credentials_for
 from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.healthcare.stats import Family
@@ -105,7 +105,7 @@ async def _execute(config: Config, board: BoardSink | None, options: RunOptions)
     try:
         limits = build_limits(config, options)
         pacer = StartPacer(limits.acquire_request, lanes=config.run.concurrent_starts)
-        credentials = await load_credentials(config.credentials.kind, config.credentials.key_file)
+        credentials = await credentials_for(config.credentials)
         client = HealthcareClient(
             endpoint=config.target.endpoint or DEFAULT_ENDPOINT,
             api_version=config.target.api_version,

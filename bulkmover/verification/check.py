@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 from bulkmover.config import Config
 from bulkmover.errors import ApiError
 from bulkmover.gcs.client import StorageClient, storage_client
-from bulkmover.healthcare.auth import load_credentials
+from bulkmover.healthcare.auth import credentials_for
 from bulkmover.healthcare.client import DEFAULT_ENDPOINT, HealthcareClient
 from bulkmover.healthcare.dicomweb import StoreMetrics
 from bulkmover.healthcare.resources import StorePath
@@ -130,7 +130,7 @@ async def verify(
         ledger = ImportedFiles(state)
         imported = ledger.count()
         mode: Mode = "all" if all_files else "sample" if sample is not None else "count"
-        credentials = await load_credentials(config.credentials.kind, config.credentials.key_file)
+        credentials = await credentials_for(config.credentials)
         store = config.target.store_path
         async with HealthcareClient(
             endpoint=config.target.endpoint or DEFAULT_ENDPOINT,
