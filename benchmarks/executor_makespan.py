@@ -17,6 +17,7 @@ the command's own elapsed time, both against the ideal; API calls per shard by q
 
 Run: .venv/bin/python benchmarks/executor_makespan.py [--shards 10000] [--operation-time 8]
      [--cap 400] [--over 2] [--runs told,discover] [--concurrent-starts 1] [--keep DIR]
+     [--operations-filter supported|ignored|rejected]
 Prints a markdown table.
 """
 
@@ -67,6 +68,13 @@ def main() -> None:
         default=1,
         help="the config's run.concurrent_starts (default 1, bulkmover's own default)",
     )
+    parser.add_argument(
+        "--operations-filter",
+        choices=["supported", "ignored", "rejected"],
+        default="supported",
+        help="the emulator's reading of operations.list's filter (issue 15); ignored or"
+        " rejected make the executor poll with a get per operation (default: supported)",
+    )
     parser.add_argument("--keep", type=Path, help="keep configs, states and logs in this dir")
     args = parser.parse_args()
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -78,6 +86,7 @@ def main() -> None:
         operation_time=args.operation_time,
         max_running_operations=args.cap,
         requests_per_minute=HIGH_QUOTA,
+        operations_filter=args.operations_filter,
     )
     cloud = start_cloud(work / "cloud", knobs)
     rows: list[list[object]] = []

@@ -26,6 +26,7 @@ from enum import StrEnum
 from bulkmover.errors import ApiError
 from bulkmover.execution.kinds import Judgement, Outcome
 from bulkmover.healthcare.failures import OutcomeUnknownError
+from bulkmover.healthcare.operations import PollSchedule
 from bulkmover.healthcare.stats import Family, RequestEvent
 from bulkmover.retry import full_jitter
 from bulkmover.state.store import ShardState
@@ -157,6 +158,30 @@ def list_filter_honoured(done: Iterable[bool]) -> bool:
     operation in it says the server ignores the filter (the v1 reference documents only
     pageSize and pageToken for this method)."""
     return not any(done)
+
+
+def expected_seconds(samples: Iterable[tuple[float, int]], files: int) -> float | None:
+    """How long an operation of ``files`` files should take, from ``(seconds, files)`` of
+    operations that ended in this run (the median time per file): None without samples."""
+    rates = sorted(seconds / max(n, 1) for seconds, n in samples)
+    if not rates:
+        return None
+    return rates[len(rates) // 2] * max(files, 1)
+
+
+def get_poll_delay(age: float, expected: float | None, schedule: PollSchedule) -> float:
+    """Seconds to the next ``get`` of an operation polled on its own while many are in flight
+    (the list cannot be used): nothing is asked before 80% of its expected time, then it is
+    polled finely until 1.5 times that, then on ``schedule``. Twenty gets an operation
+    (``schedule`` alone, at 400 in flight) cost a seventh of the makespan on two cores."""
+    base = schedule.delay(age)
+    if expected is None or expected <= 0:
+        return base
+    if age < 0.8 * expected:
+        return max(base, 0.8 * expected - age)
+    if age < 1.5 * expected:
+        return min(base, max(schedule.minimum, 0.02 * expected))
+    return base
 
 
 def left_the_list(watched: Iterable[str], listed: Collection[str]) -> list[str]:

@@ -33,12 +33,15 @@ import structlog
 from bulkmover.board.model import InFlight, Snapshot
 from bulkmover.errors import ApiError, first_user_error
 from bulkmover.execution.decisions import (
+    LIST_POLL_THRESHOLD,
     PollAction,
     StartAction,
     Throttle,
     after_operation,
     after_poll_error,
     after_start_error,
+    expected_seconds,
+    get_poll_delay,
     left_the_list,
     list_filter_honoured,
     poll_by_list,
@@ -96,6 +99,7 @@ class Tracked:
     committed: tuple[int, int] = (0, 0)  # (success, failure) last written to the state file
     holds_slot: bool = True  # False once the server has ended it (its final get may be pending)
     fetching: bool = False  # its final get is under way
+    fresh: bool = False  # started by this run: its whole duration is known (its pace counts)
 
 
 @dataclass
@@ -179,6 +183,8 @@ class Executor:
         # operations.list with filter=done=false, until it shows it ignores or rejects the
         # filter (the v1 reference documents only pageSize and pageToken for it).
         self._list_usable = True
+        # (seconds, files) of operations seen from start to end in this run: their pace.
+        self._durations: deque[tuple[float, int]] = deque(maxlen=100)
         limits.listeners.append(self._on_limit_change)
 
     # -- public ------------------------------------------------------------------------------
@@ -357,7 +363,7 @@ class Executor:
             self._release_slot()
             raise
         self.ledger.mark_running(shard.shard_id, ref.name)
-        self._track(shard, ref.name)
+        self._track(shard, ref.name, fresh=True)
 
     def _start_failed(self, shard: ShardRun, claimed_at: float, exc: ApiError) -> None:
         action = after_start_error(exc)
@@ -380,10 +386,17 @@ class Executor:
         else:
             self.ledger.mark_failed(shard.shard_id, str(exc), rpc_code(exc.status))
 
-    def _track(self, shard: ShardRun, operation: str, counters: tuple[int, int] = (0, 0)) -> None:
+    def _track(
+        self,
+        shard: ShardRun,
+        operation: str,
+        counters: tuple[int, int] = (0, 0),
+        *,
+        fresh: bool = False,
+    ) -> None:
         success, failure = counters
         self.in_flight[shard.shard_id] = Tracked(
-            shard, operation, time.monotonic(), success, failure, committed=counters
+            shard, operation, time.monotonic(), success, failure, committed=counters, fresh=fresh
         )
         self._wake.set()
 
@@ -541,7 +554,12 @@ class Executor:
 
     def _schedule(self, tracked: Tracked) -> None:
         age = time.monotonic() - tracked.started
-        tracked.next_poll = time.monotonic() + self.settings.poll.delay(age)
+        if self._list_usable or len(self.in_flight) <= LIST_POLL_THRESHOLD:
+            delay = self.settings.poll.delay(age)
+        else:
+            expected = expected_seconds(self._durations, tracked.shard.expected)
+            delay = get_poll_delay(age, expected, self.settings.poll)
+        tracked.next_poll = time.monotonic() + delay
 
     def _commit_progress(self) -> None:
         """Write the counters that moved since last time (one commit).
@@ -558,6 +576,8 @@ class Executor:
     def _finish(self, tracked: Tracked, judgement: Judgement) -> None:
         shard = tracked.shard
         self.in_flight.pop(shard.shard_id, None)
+        if tracked.fresh and judgement.ran:
+            self._durations.append((time.monotonic() - tracked.started, shard.expected))
         self._free_slot(tracked)
         success, failure = tracked.success, tracked.failure
         self._finished_processed += success + failure

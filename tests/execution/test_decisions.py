@@ -7,6 +7,8 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulkmover.errors import ApiError
 from bulkmover.execution.decisions import (
@@ -15,6 +17,8 @@ from bulkmover.execution.decisions import (
     Throttle,
     after_operation,
     after_start_error,
+    expected_seconds,
+    get_poll_delay,
     left_the_list,
     poll_by_list,
     requeue_delay,
@@ -23,7 +27,7 @@ from bulkmover.execution.decisions import (
 from bulkmover.execution.kinds import ImportKind, Judgement, Outcome
 from bulkmover.healthcare.errorinfo import QuotaInfo, quota_info
 from bulkmover.healthcare.failures import Call, OutcomeUnknownError
-from bulkmover.healthcare.operations import Operation
+from bulkmover.healthcare.operations import Operation, PollSchedule
 from bulkmover.healthcare.resources import StorePath
 from bulkmover.healthcare.stats import Family, RequestEvent
 from bulkmover.state.runs import ShardRun
@@ -244,3 +248,31 @@ def test_an_operation_missing_from_a_done_false_listing_has_ended_and_frees_its_
 
 def test_a_listing_that_shows_every_watched_operation_frees_no_slot() -> None:
     assert left_the_list(["a", "b"], {"a", "b", "z"}) == []
+
+
+# -- polling each operation with get (operations.list unusable) ----------------------------------
+
+SCHEDULE = PollSchedule(minimum=0.2, maximum=30.0, fraction=0.05)
+
+
+def test_an_operations_expected_time_is_the_median_pace_times_its_files() -> None:
+    assert expected_seconds([], 10) is None
+    samples = [(8.0, 1), (80.0, 10), (100.0, 10), (2.0, 1)]  # 8, 8, 10, 2 s a file
+    assert expected_seconds(samples, 5) == 40.0
+
+
+def test_gets_wait_for_most_of_the_expected_time_then_poll_finely() -> None:
+    assert get_poll_delay(0.0, 8.0, SCHEDULE) == pytest.approx(6.4)  # nothing before 80%
+    assert get_poll_delay(6.4, 8.0, SCHEDULE) == pytest.approx(0.2)  # finely around the end
+    assert get_poll_delay(100.0, 8.0, SCHEDULE) == SCHEDULE.delay(100.0)  # late: the schedule
+    assert get_poll_delay(3.0, None, SCHEDULE) == SCHEDULE.delay(3.0)  # no pace known yet
+
+
+@given(st.floats(0, 10_000), st.one_of(st.none(), st.floats(0.01, 5_000)))
+def test_a_get_is_never_later_than_80_percent_of_expected_nor_sooner_than_the_minimum(
+    age: float, expected: float | None
+) -> None:
+    delay = get_poll_delay(age, expected, SCHEDULE)
+    assert delay >= SCHEDULE.minimum
+    if expected is not None and age < 0.8 * expected:
+        assert age + delay <= max(0.8 * expected, age + SCHEDULE.delay(age)) + 1e-9
