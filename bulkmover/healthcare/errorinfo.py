@@ -8,7 +8,9 @@ fields are, so a 429 is classified on them first (``execution.decisions.throttle
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -25,6 +27,16 @@ class QuotaInfo:
         return f"{self.metric or ''} {self.limit or ''}".lower()
 
 
+def error_infos(error: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every ``google.rpc.ErrorInfo`` in the ``details`` of an ``error`` object."""
+    details = error.get("details")
+    return [
+        d
+        for d in (details if isinstance(details, list) else [])
+        if isinstance(d, dict) and d.get("@type") == ERROR_INFO
+    ]
+
+
 def quota_info(body: bytes) -> QuotaInfo | None:
     """The first ErrorInfo of an error body, or None (no details, or not JSON)."""
     try:
@@ -32,18 +44,14 @@ def quota_info(body: bytes) -> QuotaInfo | None:
     except (ValueError, UnicodeDecodeError):
         return None
     error = data.get("error") if isinstance(data, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    if not isinstance(details, list):
-        return None
-    for detail in details:
-        if isinstance(detail, dict) and detail.get("@type") == ERROR_INFO:
-            metadata = detail.get("metadata")
-            meta = metadata if isinstance(metadata, dict) else {}
-            return QuotaInfo(
-                reason=_text(detail.get("reason")),
-                metric=_text(meta.get("quota_metric")),
-                limit=_text(meta.get("quota_limit")),
-            )
+    for detail in error_infos(error) if isinstance(error, dict) else []:
+        metadata = detail.get("metadata")
+        meta = metadata if isinstance(metadata, dict) else {}
+        return QuotaInfo(
+            reason=_text(detail.get("reason")),
+            metric=_text(meta.get("quota_metric")),
+            limit=_text(meta.get("quota_limit")),
+        )
     return None
 
 
@@ -51,4 +59,4 @@ def _text(value: object) -> str | None:
     return str(value) if isinstance(value, str) and value else None
 
 
-__all__ = ["QuotaInfo", "quota_info"]
+__all__ = ["ERROR_INFO", "QuotaInfo", "error_infos", "quota_info"]

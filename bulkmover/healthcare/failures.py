@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bulkmover.errors import ApiError, one_line
+from bulkmover.healthcare.errorinfo import error_infos
 from bulkmover.healthcare.stats import Family
 from bulkmover.retry import HEALTHCARE
 
@@ -21,7 +22,6 @@ QUOTA_PROJECT_HINT = (
     "set credentials.quota_project: PROJECT in the config (or `gcloud auth application-default"
     " set-quota-project PROJECT`)"
 )
-ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,7 @@ class ServerError:
         if isinstance(error, dict):
             message = str(error.get("message") or "no error details")
             status = error.get("status")
-            details = error.get("details")
-            infos = tuple(
-                str(d["reason"])
-                for d in (details if isinstance(details, list) else [])
-                if isinstance(d, dict) and d.get("@type") == ERROR_INFO and d.get("reason")
-            )
+            infos = tuple(str(d["reason"]) for d in error_infos(error) if d.get("reason"))
             return cls(one_line(message), str(status) if status else None, infos)
         if isinstance(error, str):  # OAuth-style {"error": "invalid_token"}
             return cls(one_line(str(data.get("error_description") or error)), error)
