@@ -79,6 +79,9 @@ class PlanOutcome:
     listed_objects: int
     unplanned: list[str] = field(default_factory=list)
     list_seconds: float = 0.0
+    match_glob_note: str = ""
+    """Why the listing did not send ``matchGlob`` although it would have paid ("": it did, or
+    it was not worth it)."""
     seconds: float = 0.0
     limits: Limits = Limits(0, 0)
     kept_changes: KeptChanges = KeptChanges()
@@ -160,6 +163,7 @@ async def _plan(
         listed_objects=stats.seen,
         unplanned=sharding.unaddressable,
         list_seconds=stats.elapsed,
+        match_glob_note=stats.match_glob_note,
         seconds=writer.seconds,
         limits=limits,
         kept_changes=changes,

@@ -88,6 +88,8 @@ def render_summary(outcome: PlanOutcome, console: Console) -> None:
         f"{outcome.seconds:.1f}s (listing {outcome.listed_objects:,} objects:"
         f" {outcome.list_seconds:.1f}s, {rate:,.0f}/s)",
     )
+    if outcome.match_glob_note:
+        facts.add_row("matchGlob", outcome.match_glob_note)
     facts.add_row("state file", str(outcome.state_path))
 
     histogram = Table(title="shard sizes", title_justify="left", box=None, padding=(0, 1))
