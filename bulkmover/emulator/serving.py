@@ -23,6 +23,22 @@ from aiohttp import web
 READY_PREFIX = "READY"
 
 
+def origin(request: web.Request) -> str:
+    """Scheme and host the client used, so links in answers lead back here.
+
+    A Host header without a port (some clients, dicomweb-client among them, send the bare host
+    name) gets the port the request came in on, unless it is the scheme's default: a link
+    without it would send the client to port 80.
+    """
+    host = request.host
+    if not host.rsplit("]", 1)[-1].count(":"):
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+        if port and port != {"http": 80, "https": 443}.get(request.scheme):
+            host = f"{host}:{port}"
+    return f"{request.scheme}://{host}"
+
+
 async def serve(
     app: web.Application,
     *,

@@ -12,24 +12,15 @@ from aiohttp import web
 from bulkmover.emulator.gcs.errors import GcsApiError, bad_parameter, parse_error
 from bulkmover.emulator.gcs.fields import apply_fields, parse_fields
 from bulkmover.emulator.gcs.rows import Preconditions
+from bulkmover.emulator.serving import origin
 
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
 
 
 def base_url(request: web.Request) -> str:
-    """Scheme and host the client used, so links in resources lead back here.
-
-    A Host header without a port (some clients set Host to the bare host name) gets the port
-    the request came in on, unless it is the scheme's default: a resumable session's Location
-    without it would send the client to port 80.
-    """
-    host = request.host
-    if not host.rsplit("]", 1)[-1].count(":"):
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-        if port and port != {"http": 80, "https": 443}.get(request.scheme):
-            host = f"{host}:{port}"
-    return f"{request.scheme}://{host}"
+    """Scheme and host the client used, so links in resources lead back here (the port kept:
+    a resumable session's Location without it would send the client to port 80)."""
+    return origin(request)
 
 
 def json_response(request: web.Request, body: Mapping[str, Any], status: int = 200) -> web.Response:

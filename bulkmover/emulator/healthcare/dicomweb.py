@@ -31,6 +31,7 @@ from bulkmover.emulator.healthcare.qido import Level, build_query, run_query
 from bulkmover.emulator.healthcare.requests import store_name
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, invalid, not_found
 from bulkmover.emulator.healthcare.service import Service, service_of
+from bulkmover.emulator.serving import origin
 
 DICOM_JSON = "application/dicom+json"
 # DICOM PS3.4 C-STORE failure reasons used in a STOW-RS FailedSOPSequence.
@@ -90,15 +91,8 @@ search_instances = _search("instance")
 
 
 def _base_url(request: web.Request) -> str:
-    """Where the client reached this API version. A Host header without a port (dicomweb-client
-    sends one) gets the port the request came in on, unless it is the scheme's default."""
-    host = request.host
-    if not host.rsplit("]", 1)[-1].count(":"):
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-        if port and port != {"http": 80, "https": 443}.get(request.scheme):
-            host = f"{host}:{port}"
-    return f"{request.scheme}://{host}/{request.match_info['version']}"
+    """Where the client reached this API version (``serving.origin``: the port kept)."""
+    return f"{origin(request)}/{request.match_info['version']}"
 
 
 def _element(vr: str, value: Any) -> dict[str, Any]:
