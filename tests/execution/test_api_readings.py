@@ -152,3 +152,41 @@ def test_a_429_worded_any_way(tmp_path: Path, wording: str) -> None:
         assert summary["throttled"] > 0, "no start was refused: nothing was tested"
     finally:
         cloud.stop()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--log-labels", "camel"),
+        ("--log-labels", "none", "--log-name", "operations"),
+        ("--log-name", "import_dicom_data", "--log-ingestion-delay", "1"),
+        ("--duplicates-count-as", "skip"),
+    ],
+    ids=" ".join,
+)
+def test_log_entries_and_duplicates_read_any_way(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """The same kill -9 and failure scenario under the Logging and duplicate-count readings."""
+    cloud, config, summary = scenario(tmp_path, *flags)
+    try:
+        check_exact(cloud, config, summary, tmp_path)
+    finally:
+        cloud.stop()
+
+
+def test_an_import_denied_its_source_stops_the_run_at_the_first(tmp_path: Path) -> None:
+    """The service agent may not read the bucket: every import would end PERMISSION_DENIED.
+    Without the preflight, the first such operation stops the run with the grant to make."""
+    cloud = EmulatorPair(tmp_path, "--agent-denied-buckets", "pacs")
+    try:
+        asyncio.run(write_corpus("gs://pacs", SPEC, storage_endpoint=cloud.gcs.url))
+        cloud.make_store()
+        config = tmp_path / "job.yaml"
+        config.write_text(CONFIG.format(hc=cloud.hc.url, gcs=cloud.gcs.url))
+        result = bulkmover("run", str(config), "--no-preflight")
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "gcp-sa-healthcare" in errors[0], result.stderr
+        shards = json.loads(bulkmover("status", str(config), "--json").stdout)["totals"]["shards"]
+        assert len(cloud.imports()) <= 8 < shards  # at most those in flight, not every shard
+    finally:
+        cloud.stop()
