@@ -35,6 +35,7 @@ from bulkmover.emulator.gcs.responses import (
 )
 from bulkmover.emulator.gcs.rows import NewObject
 from bulkmover.emulator.gcs.state import EmulatorState, state_of
+from bulkmover.emulator.mediatypes import split_media_type
 
 CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")
@@ -133,7 +134,7 @@ async def _media_upload(request: web.Request, bucket: str) -> web.Response:
 
 async def _multipart_upload(request: web.Request, bucket: str) -> web.Response:
     preconditions(request.query)
-    media, params = _media_type(request.headers.get("Content-Type", ""))
+    media, params = split_media_type(request.headers.get("Content-Type", ""))
     if not media.startswith("multipart/"):
         raise invalid(
             f"A multipart upload needs Content-Type multipart/related, not {media or 'none'}."
@@ -163,17 +164,6 @@ async def _multipart_upload(request: web.Request, bucket: str) -> web.Response:
         temp.unlink(missing_ok=True)
         raise
     return await _store_upload(request, bucket, name, temp, digest, ctype, extra)
-
-
-def _media_type(value: str) -> tuple[str, dict[str, str]]:
-    """``'multipart/related; boundary="b"'`` -> ``('multipart/related', {'boundary': 'b'})``."""
-    head, *rest = value.split(";")
-    params: dict[str, str] = {}
-    for item in rest:
-        key, sep, val = item.partition("=")
-        if sep:
-            params[key.strip().lower()] = val.strip().strip('"')
-    return head.strip().lower(), params
 
 
 async def _start_resumable(request: web.Request, bucket: str) -> web.Response:

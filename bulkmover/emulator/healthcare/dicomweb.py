@@ -24,13 +24,13 @@ from bulkmover.emulator.healthcare.formats import (
     EXPLICIT_LE,
     IMPLICIT_LE,
     ExportFormat,
-    split_media_type,
 )
 from bulkmover.emulator.healthcare.names import check_uid
 from bulkmover.emulator.healthcare.qido import Level, build_query, run_query
 from bulkmover.emulator.healthcare.requests import store_name
 from bulkmover.emulator.healthcare.rpc import ApiFailure, Code, invalid, not_found
 from bulkmover.emulator.healthcare.service import Service, service_of
+from bulkmover.emulator.mediatypes import split_media_type
 from bulkmover.emulator.serving import origin
 
 DICOM_JSON = "application/dicom+json"

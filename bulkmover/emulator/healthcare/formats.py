@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bulkmover.emulator.healthcare.rpc import invalid
+from bulkmover.emulator.mediatypes import split_media_type
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -84,17 +85,6 @@ class ExportFormat:
 
 
 ORIGINAL = ExportFormat("dicom", AS_STORED)
-
-
-def split_media_type(value: str) -> tuple[str, dict[str, str]]:
-    """``'a/b; k="v"'`` -> ``('a/b', {'k': 'v'})`` (type and keys lower-cased)."""
-    head, *params = value.split(";")
-    parsed: dict[str, str] = {}
-    for param in params:
-        key, sep, val = param.partition("=")
-        if sep:
-            parsed[key.strip().lower()] = val.strip().strip('"')
-    return head.strip().lower(), parsed
 
 
 def parse_mime_type(value: object, field: str = "gcsDestination.mimeType") -> ExportFormat:
